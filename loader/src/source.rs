@@ -143,8 +143,8 @@ impl std::fmt::Display for BadRow {
 }
 
 /// Shared record of skipped rows with a budget (`--skip-bad-rows N`). Cloning shares the
-/// record. The loader reads each input twice; it calls [`BadRows::set_recording`]`(false)` for
-/// the second pass so rows are counted once.
+/// record. The loader reads each input twice; a row offered again (same file and place) is
+/// skipped without being counted twice.
 #[derive(Debug, Clone)]
 pub struct BadRows {
     inner: Arc<Mutex<BadRowsInner>>,
@@ -153,8 +153,8 @@ pub struct BadRows {
 #[derive(Debug)]
 struct BadRowsInner {
     budget: u64,
-    recording: bool,
     rows: Vec<BadRow>,
+    seen: std::collections::HashSet<(String, String)>,
 }
 
 impl BadRows {
@@ -163,8 +163,8 @@ impl BadRows {
         BadRows {
             inner: Arc::new(Mutex::new(BadRowsInner {
                 budget,
-                recording: true,
                 rows: Vec::new(),
+                seen: std::collections::HashSet::new(),
             })),
         }
     }
@@ -173,12 +173,12 @@ impl BadRows {
     /// [`Error::BadInput`] to raise when the budget is exhausted.
     pub fn skip(&self, row: BadRow) -> Result<()> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !g.recording {
-            // Second pass: the row was accepted as skippable in the first pass.
+        if g.seen.contains(&(row.file.clone(), row.place.clone())) {
             return Ok(());
         }
         if (g.rows.len() as u64) < g.budget {
             tracing::warn!("skipping bad row: {row}");
+            g.seen.insert((row.file.clone(), row.place.clone()));
             g.rows.push(row);
             Ok(())
         } else {
@@ -195,11 +195,6 @@ impl BadRows {
                 },
             })
         }
-    }
-
-    /// Turns recording on (first pass) or off (later passes, which skip silently).
-    pub fn set_recording(&self, on: bool) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).recording = on;
     }
 
     /// The rows skipped so far.

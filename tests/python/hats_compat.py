@@ -98,9 +98,20 @@ def _setup_logging(level=logging.WARNING) -> _Collect:
     collect = _Collect()
     root.addHandler(collect)
     root.setLevel(level)
-    for noisy in ("distributed", "bokeh", "tornado", "asyncio", "fsspec", "numba"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    _quiet_libraries()
     return collect
+
+
+_NOISY = ("distributed", "bokeh", "tornado", "asyncio", "fsspec", "numba")
+
+
+def _quiet_libraries():
+    """dask/distributed set their own logger levels when imported: call again after import."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in _NOISY:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # --- catalog helpers ----------------------------------------------------------------------
@@ -368,10 +379,15 @@ def cmd_cone(args) -> dict:
 
     # 1. LSDB.
     t0 = time.monotonic()
-    with dask.config.set({"scheduler": "threads", "num_workers": 2}):
-        lcat = lsdb.open_catalog(str(path), columns=columns).cone_search(ra0, dec0, radius)
-        summary["partitions_searched"] = len(lcat.get_healpix_pixels())
-        df = lcat.compute()
+    try:
+        with dask.config.set({"scheduler": "threads", "num_workers": 2}):
+            lcat = lsdb.open_catalog(str(path), columns=columns).cone_search(ra0, dec0, radius)
+            summary["partitions_searched"] = len(lcat.get_healpix_pixels())
+            df = lcat.compute()
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # A catalog LSDB cannot read is a failed check, not a tool error.
+        traceback.print_exc(file=sys.stderr)
+        raise CheckFailed(f"LSDB cone search raised {type(exc).__name__}: {exc}", summary) from exc
     summary["lsdb_seconds"] = round(time.monotonic() - t0, 3)
     lsdb_ids = _py_values(df[id_col].to_numpy())
     lsdb_sep = _angular_sep_arcsec(df[ra_col].to_numpy(np.float64), df[dec_col].to_numpy(np.float64), ra0, dec0)
@@ -483,11 +499,23 @@ def cmd_import(args) -> dict:
             shutil.rmtree(target)
         elif any(target.iterdir()):
             raise UsageError(f"{target} already exists and is not empty (use --overwrite)")
+    import csv as csvmod  # pylint: disable=import-outside-toplevel
+
+    with open(csv, newline="", encoding="utf-8") as f:
+        header = next(csvmod.reader(f), [])
+    for role, col in (("--ra", args.ra), ("--dec", args.dec)):
+        if col not in header:
+            raise UsageError(f"{role} column {col!r} is not in the CSV header {header}")
+    for col in (args.sort_columns or "").split(","):
+        if col and col not in header:
+            raise UsageError(f"--sort-columns column {col!r} is not in the CSV header {header}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     from dask.distributed import Client, LocalCluster  # pylint: disable=import-outside-toplevel
     from hats_import.catalog.arguments import ImportArguments  # pylint: disable=import-outside-toplevel
     from hats_import.pipeline import pipeline_with_client  # pylint: disable=import-outside-toplevel
+
+    _quiet_libraries()
 
     kwargs = {}
     if args.threshold is not None:
@@ -514,16 +542,20 @@ def cmd_import(args) -> dict:
             progress_bar=False,
             **kwargs,
         )
-        with LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            local_directory=tmp,
-            silence_logs=logging.ERROR,
-        ) as cluster, Client(cluster) as client:
-            pipeline_with_client(import_args, client)
+        try:
+            with LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                local_directory=tmp,
+                silence_logs=logging.ERROR,
+            ) as cluster, Client(cluster) as client:
+                pipeline_with_client(import_args, client)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # a half-written catalog is useless
+            raise
     seconds = round(time.monotonic() - t0, 3)
 
     import hats  # pylint: disable=import-outside-toplevel
@@ -632,7 +664,7 @@ def cmd_selftest(args) -> dict:
     subprocess.run(
         [py, str(here / "test_data" / "make_sky_csv.py"), str(csv), "--rows", str(args.rows)], check=True
     )
-    run(["import", str(csv), str(work), "sky", "--ra", "ra", "--dec", "dec", "--threshold", "3000",
+    run(["import", str(csv), str(work), "sky", "--ra", "ra", "--dec", "dec", "--threshold", "1000",
          "--highest-order", "7", "--sort-columns", "id", "--overwrite"], 0)
     cat = str(work / "sky")
     run(["validate", cat], 0)
@@ -642,7 +674,7 @@ def cmd_selftest(args) -> dict:
         ("0.0", "90.0", "7200"),  # north pole
         ("123.0", "-90.0", "5400"),  # south pole
         ("0.0", "0.0", "10800"),  # across RA 0/360
-        ("359.9", "-30.0", "1800"),  # across RA 0/360, other side
+        ("359.9", "5.0", "1800"),  # across RA 0/360, other side
         ("200.0", "10.0", "108000"),  # 30 degrees
         ("0.0", "89.99", "108000"),  # 30 degrees around the pole
     ]
@@ -653,16 +685,38 @@ def cmd_selftest(args) -> dict:
     same = (work / "dump.csv").read_bytes() == (work / "dump_lsdb.csv").read_bytes()
     results.append({"args": ["compare dump pyarrow vs lsdb"], "ok": same})
 
-    # Broken copy: delete the biggest leaf of the clump; cone and validate must fail.
-    broken = work / "sky_broken"
+    # Broken copies, made from the good catalog; cone and validate must reject them (exit 1).
+    from hats.pixel_math.spatial_index import compute_spatial_index  # pylint: disable=import-outside-toplevel
+
+    hp = int(compute_spatial_index([45.01], [20.01])[0])
+
+    def clump_leaf(root: Path):
+        return [(o, n, p) for o, n, p in _dataset_leaves(root) if hp >> (2 * (29 - o)) == n][0]
+
+    # (a) a leaf listed in partition_info.csv is missing on disk -> LSDB cannot read it.
+    broken = work / "sky_missing_leaf"
     if broken.exists():
         shutil.rmtree(broken)
     shutil.copytree(cat, broken)
-    leaves = _dataset_leaves(broken)
-    victim = max(leaves, key=lambda t: t[2].stat().st_size)[2]
+    victim = clump_leaf(broken)[2]
     victim.unlink()
-    note(f"deleted {victim.relative_to(broken)} in the broken copy")
+    note(f"(a) deleted {victim.relative_to(broken)}")
     run(["cone", str(broken), "45.0", "20.0", "3600", "--id", "id"], 1)
+    run(["validate", str(broken)], 1)
+
+    # (b) a partition is left out of partition_info.csv (leaf still on disk) -> LSDB never
+    #     reads it, brute force does -> the id sets differ.
+    broken = work / "sky_unlisted_leaf"
+    if broken.exists():
+        shutil.rmtree(broken)
+    shutil.copytree(cat, broken)
+    order, npix, _ = clump_leaf(broken)
+    pinfo = broken / "partition_info.csv"
+    lines = pinfo.read_text().splitlines()
+    pinfo.write_text("\n".join(l for l in lines if l != f"{order},{npix}") + "\n")
+    note(f"(b) removed {order},{npix} from partition_info.csv")
+    js = run(["cone", str(broken), "45.0", "20.0", "3600", "--id", "id"], 1)
+    results.append({"args": ["(b) reports missing_in_lsdb > 0"], "ok": bool(js and js.get("missing_in_lsdb", 0) > 0)})
     run(["validate", str(broken)], 1)
     run(["cone", cat, "45.0", "95.0", "10"], 2)  # bad usage
 

@@ -304,65 +304,12 @@ fn sample_end(buf: &[u8], eof: bool) -> usize {
     }
 }
 
-/// Splits complete records into owned fields (used for the header and type inference).
+/// Splits complete records into owned fields (used for the header and type inference; stops
+/// after [`INFER_ROWS`] records).
 fn split_records(bytes: &[u8], delimiter: u8) -> Vec<Vec<String>> {
-    let mut rdr = csv_core::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .comment(Some(b'#'))
-        .build();
-    let mut out = Vec::new();
-    let mut input = bytes;
-    let mut field = vec![0u8; 4096];
-    let mut ends = vec![0usize; 256];
-    loop {
-        let (res, nin, nout, nend) = rdr.read_record(input, &mut field, &mut ends);
-        input = &input[nin..];
-        match res {
-            csv_core::ReadRecordResult::OutputFull => {
-                field.resize(field.len() * 2, 0);
-                // Restart this record with a larger buffer.
-                return split_records_slow(bytes, delimiter);
-            }
-            csv_core::ReadRecordResult::OutputEndsFull => return split_records_slow(bytes, delimiter),
-            csv_core::ReadRecordResult::Record => {
-                let mut rec = Vec::with_capacity(nend);
-                let mut s = 0;
-                for &e in &ends[..nend] {
-                    rec.push(String::from_utf8_lossy(&field[s..e]).into_owned());
-                    s = e;
-                }
-                let _ = nout;
-                out.push(rec);
-                if out.len() > INFER_ROWS {
-                    return out;
-                }
-            }
-            csv_core::ReadRecordResult::InputEmpty => {
-                if input.is_empty() {
-                    // Flush the final record without a newline.
-                    let (res, _, _, nend) = rdr.read_record(&[], &mut field, &mut ends);
-                    if res == csv_core::ReadRecordResult::Record {
-                        let mut rec = Vec::with_capacity(nend);
-                        let mut s = 0;
-                        for &e in &ends[..nend] {
-                            rec.push(String::from_utf8_lossy(&field[s..e]).into_owned());
-                            s = e;
-                        }
-                        out.push(rec);
-                    }
-                    return out;
-                }
-            }
-            csv_core::ReadRecordResult::End => return out,
-        }
-    }
-}
-
-/// Slow path for records with very long fields or many columns.
-fn split_records_slow(bytes: &[u8], delimiter: u8) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut it = RecordIter::new(bytes, delimiter);
-    while let Some(rec) = it.next_record() {
+    while let Some((_, rec)) = it.next_record() {
         out.push(
             rec.fields()
                 .map(|f| String::from_utf8_lossy(f).into_owned())
@@ -383,7 +330,7 @@ struct RecordIter<'a> {
     ends: Vec<usize>,
     nend: usize,
     /// Newlines consumed before the current record started.
-    pub(crate) lines_before: u64,
+    lines_before: u64,
     lines_consumed: u64,
     done: bool,
 }
@@ -407,12 +354,33 @@ impl<'b> Record<'b> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// At a record start, skips empty lines and `#` comment lines, counting them.
+    fn skip_blank_and_comment_lines(&mut self) {
+        loop {
+            match self.input.first() {
+                Some(b'\n') => {
+                    self.lines_consumed += 1;
+                    self.input = &self.input[1..];
+                }
+                Some(b'\r') => self.input = &self.input[1..],
+                Some(b'#') => {
+                    let end = self.input.iter().position(|&b| b == b'\n');
+                    match end {
+                        Some(i) => {
+                            self.lines_consumed += 1;
+                            self.input = &self.input[i + 1..];
+                        }
+                        None => self.input = &[],
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
     fn new(input: &'a [u8], delimiter: u8) -> Self {
         RecordIter {
-            rdr: csv_core::ReaderBuilder::new()
-                .delimiter(delimiter)
-                .comment(Some(b'#'))
-                .build(),
+            rdr: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
             input,
             field: vec![0u8; 1024],
             ends: vec![0usize; 64],
@@ -423,12 +391,13 @@ impl<'a> RecordIter<'a> {
         }
     }
 
-    fn next_record(&mut self) -> Option<Record<'_>> {
+    fn next_record(&mut self) -> Option<(u64, Record<'_>)> {
         if self.done {
             return None;
         }
         let mut nout_total = 0usize;
         let mut nend_total = 0usize;
+        self.skip_blank_and_comment_lines();
         self.lines_before = self.lines_consumed;
         loop {
             let (res, nin, nout, nend) = self.rdr.read_record(
@@ -438,10 +407,7 @@ impl<'a> RecordIter<'a> {
             );
             self.lines_consumed += self.input[..nin].iter().filter(|&&b| b == b'\n').count() as u64;
             self.input = &self.input[nin..];
-            // `ends` are relative to the output slice given in this call.
-            for e in &mut self.ends[nend_total..nend_total + nend] {
-                *e += nout_total;
-            }
+            // csv-core keeps field ends relative to the start of the record across calls.
             nout_total += nout;
             nend_total += nend;
             match res {
@@ -455,17 +421,21 @@ impl<'a> RecordIter<'a> {
                 }
                 csv_core::ReadRecordResult::Record => {
                     self.nend = nend_total;
-                    // Blank lines give a single empty field: skip them.
+                    // A line of blanks gives a single empty field: skip it.
                     if nend_total == 1 && self.ends[0] == 0 {
                         nout_total = 0;
                         nend_total = 0;
+                        self.skip_blank_and_comment_lines();
                         self.lines_before = self.lines_consumed;
                         continue;
                     }
-                    return Some(Record {
-                        field: &self.field[..nout_total],
-                        ends: &self.ends[..self.nend],
-                    });
+                    return Some((
+                        self.lines_before,
+                        Record {
+                            field: &self.field[..nout_total],
+                            ends: &self.ends[..self.nend],
+                        },
+                    ));
                 }
                 csv_core::ReadRecordResult::InputEmpty => {
                     if self.input.is_empty() {
@@ -475,9 +445,6 @@ impl<'a> RecordIter<'a> {
                             &mut self.field[nout_total..],
                             &mut self.ends[nend_total..],
                         );
-                        for e in &mut self.ends[nend_total..nend_total + nend] {
-                            *e += nout_total;
-                        }
                         nout_total += nout;
                         nend_total += nend;
                         self.done = true;
@@ -485,10 +452,13 @@ impl<'a> RecordIter<'a> {
                             && !(nend_total == 1 && self.ends[0] == 0)
                         {
                             self.nend = nend_total;
-                            return Some(Record {
-                                field: &self.field[..nout_total],
-                                ends: &self.ends[..self.nend],
-                            });
+                            return Some((
+                                self.lines_before,
+                                Record {
+                                    field: &self.field[..nout_total],
+                                    ends: &self.ends[..self.nend],
+                                },
+                            ));
                         }
                         return None;
                     }
@@ -575,12 +545,13 @@ enum Builder {
     S(StringBuilder),
 }
 
-enum Val<'a> {
+enum Val {
     Null,
     I(i64),
     F(f64),
     B(bool),
-    S(&'a [u8]),
+    /// A string: the index of its field in the record.
+    S(usize),
 }
 
 fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<SourceBatch> {
@@ -596,15 +567,14 @@ fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<Sour
         })
         .collect();
     let mut lines = Vec::with_capacity(est_rows);
-    let mut vals: Vec<Val<'_>> = Vec::with_capacity(ctx.projection.len());
+    let mut vals: Vec<Val> = Vec::with_capacity(ctx.projection.len());
     let mut it = RecordIter::new(bytes, ctx.delimiter);
     loop {
-        let rec = match it.next_record() {
+        let (offset, rec) = match it.next_record() {
             Some(r) => r,
             None => break,
         };
-        let line = first_line + it.lines_before;
-        // SAFETY of lifetimes: values borrow the record's buffer only until appended below.
+        let line = first_line + offset;
         let mut fault: Option<(Option<String>, String)> = None;
         if rec.len() != ctx.ncols {
             fault = Some((
@@ -642,7 +612,7 @@ fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<Sour
                                 break;
                             }
                         },
-                        Builder::S(_) => Val::S(raw),
+                        Builder::S(_) => Val::S(ci),
                     }
                 };
                 vals.push(v);
@@ -662,9 +632,9 @@ fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<Sour
                 (Builder::I(b), Val::I(x)) => b.append_value(x),
                 (Builder::F(b), Val::F(x)) => b.append_value(x),
                 (Builder::B(b), Val::B(x)) => b.append_value(x),
-                (Builder::S(b), Val::S(x)) => match std::str::from_utf8(x) {
+                (Builder::S(b), Val::S(ci)) => match std::str::from_utf8(rec.get(ci)) {
                     Ok(s) => b.append_value(s),
-                    Err(_) => b.append_value(String::from_utf8_lossy(x)),
+                    Err(_) => b.append_value(String::from_utf8_lossy(rec.get(ci))),
                 },
                 (Builder::I(b), _) => b.append_null(),
                 (Builder::F(b), _) => b.append_null(),
@@ -784,14 +754,18 @@ mod tests {
     fn bad_value_names_file_line_and_column_or_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, "bad.csv", "id,ra\n1,2.0\n2,abc\n3,4\n");
-        let mut src = CsvSource::open(&p, &ReadOptions::default()).unwrap_err_or_read();
+        let typed = ReadOptions {
+            column_types: vec![("ra".into(), DataType::Float64)],
+            ..Default::default()
+        };
+        let mut src = CsvSource::open(&p, &typed).unwrap_err_or_read();
         let e = read_all(src.as_mut()).unwrap_err().to_string();
         assert!(e.contains("bad.csv: line 3, column ra"), "{e}");
         assert!(e.contains("expected a number, found `abc`"), "{e}");
 
         let opts = ReadOptions {
             bad_rows: BadRows::new(1),
-            ..Default::default()
+            ..typed
         };
         let mut src = CsvSource::open(&p, &opts).unwrap();
         let b = read_all(&mut src).unwrap();
