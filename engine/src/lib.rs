@@ -1,2 +1,127 @@
-//! Tessera's query engine façade. Issue 3 brings ADQL on DataFusion; for now it lists the
-//! catalogs of a data root for the server.
+//! Tessera's query engine façade: what the server and the CLI ask of the archive.
+//!
+//! Issue 3 brings ADQL on DataFusion behind this façade. For now it opens a data root and
+//! describes its catalogs (rows, partitions, columns with metadata), which is what the
+//! server's home page and `tessera info` show. The engine re-exports the storage types the
+//! server needs, so the server never depends on `tessera-storage` directly.
+#![deny(missing_docs)]
+
+use tessera_storage::columns::ColumnMeta;
+
+pub use tessera_storage::{Catalog, Location, Pixel, Properties, StoreOptions};
+
+/// Errors of the engine, classified by who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The archive could not be read (storage or environment at fault).
+    #[error(transparent)]
+    Storage(#[from] tessera_storage::Error),
+    /// A catalog was asked for that does not exist (caller at fault).
+    #[error("no catalog {0}")]
+    NotFound(String),
+}
+
+/// Result alias of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A column as the archive exposes it.
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// Arrow data type, as text.
+    pub data_type: String,
+    /// Unit, UCD, description, …
+    pub meta: ColumnMeta,
+}
+
+/// A catalog as the archive exposes it.
+#[derive(Debug, Clone)]
+pub struct CatalogInfo {
+    /// Schema name (first folder level under the root).
+    pub schema: String,
+    /// Table name (second level).
+    pub table: String,
+    /// Rows (`hats_nrows`).
+    pub rows: u64,
+    /// Number of partitions.
+    pub partitions: usize,
+    /// Partitions per order, `(order, count)`, ascending.
+    pub orders: Vec<(u8, usize)>,
+    /// Columns, in order.
+    pub columns: Vec<ColumnInfo>,
+    /// RA and Dec column names.
+    pub ra_dec: (Option<String>, Option<String>),
+}
+
+impl CatalogInfo {
+    /// Describes an opened catalog.
+    pub fn describe(schema: &str, table: &str, c: &Catalog) -> CatalogInfo {
+        let mut orders: Vec<(u8, usize)> = Vec::new();
+        for p in &c.partitions {
+            match orders.iter_mut().find(|(o, _)| *o == p.order) {
+                Some(e) => e.1 += 1,
+                None => orders.push((p.order, 1)),
+            }
+        }
+        orders.sort();
+        CatalogInfo {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            rows: c.nrows().unwrap_or(0),
+            partitions: c.partitions.len(),
+            orders,
+            columns: c
+                .schema
+                .fields()
+                .iter()
+                .map(|f| ColumnInfo {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    meta: ColumnMeta::of(f),
+                })
+                .collect(),
+            ra_dec: (
+                c.ra_column().map(str::to_string),
+                c.dec_column().map(str::to_string),
+            ),
+        }
+    }
+
+    /// The TAP name, `schema.table`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+/// An archive: the catalogs under one data root, with their metadata loaded once.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    root: Location,
+    catalogs: Vec<CatalogInfo>,
+}
+
+impl Archive {
+    /// Opens the data root and loads the metadata of every catalog under it. A catalog that
+    /// cannot be opened is skipped with a warning rather than taking the archive down.
+    pub async fn open(root: Location) -> Result<Archive> {
+        let mut catalogs = Vec::new();
+        for e in tessera_storage::list_catalogs(&root).await? {
+            match Catalog::open(&e.location).await {
+                Ok(c) => catalogs.push(CatalogInfo::describe(&e.schema, &e.table, &c)),
+                Err(err) => tracing::warn!(catalog = %e.location.url, "skipping catalog: {err}"),
+            }
+        }
+        Ok(Archive { root, catalogs })
+    }
+
+    /// The data root.
+    pub fn root(&self) -> &Location {
+        &self.root
+    }
+
+    /// The catalogs, sorted by schema then table.
+    pub fn catalogs(&self) -> &[CatalogInfo] {
+        &self.catalogs
+    }
+}

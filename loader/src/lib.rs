@@ -8,6 +8,7 @@
 //! only when complete (see `tessera_storage::writer`).
 #![warn(missing_docs)]
 
+pub mod checksum;
 pub mod error;
 pub mod pipeline;
 pub mod plan;
@@ -19,3 +20,4 @@ pub use error::{Error, Result};
 pub use pipeline::{LoadOptions, LoadReport, load};
 pub use plan::PlanSettings;
 pub use source::{BadRow, BadRows, Format, ReadOptions};
+pub use tessera_storage::{LeafSettings, StoreOptions};

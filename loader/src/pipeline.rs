@@ -14,8 +14,7 @@ use rayon::prelude::*;
 use tessera_storage::columns::{ColumnMeta, UCD, UNIT};
 use tessera_storage::healpix::{hash29_unchecked, pixel_at};
 use tessera_storage::{
-    CatalogBuilder, HEALPIX_COLUMN, LeafSettings, Location, Pixel, Properties, Skymap,
-    StoreOptions,
+    CatalogBuilder, HEALPIX_COLUMN, LeafSettings, Location, Pixel, Properties, Skymap, StoreOptions,
 };
 
 use crate::error::{Error, Result};
@@ -112,12 +111,27 @@ struct Coord {
 }
 
 const RA_NAMES: &[&str] = &[
-    "ra", "ra_deg", "radeg", "raj2000", "ra_icrs", "ra2000", "_raj2000", "alpha", "ra_j2000", "rarad",
-    "ra_rad",
+    "ra", "ra_deg", "radeg", "raj2000", "ra_icrs", "ra2000", "_raj2000", "alpha", "ra_j2000",
+    "rarad", "ra_rad",
 ];
 const DEC_NAMES: &[&str] = &[
-    "dec", "dec_deg", "decdeg", "dedeg", "dej2000", "decj2000", "de_icrs", "dec_icrs", "dec2000",
-    "_dej2000", "decl", "de", "delta", "dec_j2000", "derad", "decrad", "dec_rad",
+    "dec",
+    "dec_deg",
+    "decdeg",
+    "dedeg",
+    "dej2000",
+    "decj2000",
+    "de_icrs",
+    "dec_icrs",
+    "dec2000",
+    "_dej2000",
+    "decl",
+    "de",
+    "delta",
+    "dec_j2000",
+    "derad",
+    "decrad",
+    "dec_rad",
 ];
 
 fn unit_factor(unit: Option<&str>, name: &str, hours_ok: bool) -> Result<f64> {
@@ -154,13 +168,21 @@ fn find_coord(schema: &Schema, given: Option<&str>, is_ra: bool) -> Result<Coord
             ))
         })?,
         None => {
-            let ucd_main = if is_ra { "pos.eq.ra;meta.main" } else { "pos.eq.dec;meta.main" };
+            let ucd_main = if is_ra {
+                "pos.eq.ra;meta.main"
+            } else {
+                "pos.eq.dec;meta.main"
+            };
             let ucd = if is_ra { "pos.eq.ra" } else { "pos.eq.dec" };
             let by_ucd = |exact: bool| {
                 schema.fields().iter().find(|f| {
                     f.metadata().get(UCD).is_some_and(|u| {
                         let u = u.to_ascii_lowercase();
-                        if exact { u == ucd_main } else { u.split(';').next() == Some(ucd) }
+                        if exact {
+                            u == ucd_main
+                        } else {
+                            u.split(';').next() == Some(ucd)
+                        }
                     })
                 })
             };
@@ -193,7 +215,11 @@ fn find_coord(schema: &Schema, given: Option<&str>, is_ra: bool) -> Result<Coord
             field.data_type()
         )));
     }
-    let to_deg = unit_factor(field.metadata().get(UNIT).map(String::as_str), field.name(), is_ra)?;
+    let to_deg = unit_factor(
+        field.metadata().get(UNIT).map(String::as_str),
+        field.name(),
+        is_ra,
+    )?;
     let output = if to_deg == 1.0 {
         field.name().clone()
     } else {
@@ -201,7 +227,10 @@ fn find_coord(schema: &Schema, given: Option<&str>, is_ra: bool) -> Result<Coord
         let mut out = base.to_string();
         let mut i = 1;
         while schema.field_with_name(&out).is_ok() {
-            out = format!("{base}_deg{}", if i > 1 { i.to_string() } else { String::new() });
+            out = format!(
+                "{base}_deg{}",
+                if i > 1 { i.to_string() } else { String::new() }
+            );
             i += 1;
         }
         out
@@ -294,7 +323,13 @@ fn positions(
             .downcast_ref::<Float64Array>()
             .ok_or_else(|| Error::Internal("cast to Float64 failed".into()))?;
         Ok((0..a.len())
-            .map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) * c.to_deg })
+            .map(|i| {
+                if a.is_null(i) {
+                    f64::NAN
+                } else {
+                    a.value(i) * c.to_deg
+                }
+            })
             .collect())
     };
     let r = get(ra)?;
@@ -333,7 +368,10 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     }
     for p in &opts.inputs {
         if !p.is_file() {
-            return Err(Error::Usage(format!("input {} does not exist or is not a file", p.display())));
+            return Err(Error::Usage(format!(
+                "input {} does not exist or is not a file",
+                p.display()
+            )));
         }
     }
     if opts.highest_order > 19 {
@@ -351,7 +389,14 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     let mut first: Option<(SchemaRef, PathBuf)> = None;
     let mut bytes_per_row = 64.0f64;
     for p in &opts.inputs {
-        let mut src = open(p, opts.format, &ReadOptions { projection: None, ..read.clone() })?;
+        let mut src = open(
+            p,
+            opts.format,
+            &ReadOptions {
+                projection: None,
+                ..read.clone()
+            },
+        )?;
         let schema = src.schema();
         match &first {
             None => {
@@ -363,8 +408,16 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                 first = Some((schema, p.clone()));
             }
             Some((s0, p0)) => {
-                let a: Vec<_> = s0.fields().iter().map(|f| (f.name(), f.data_type())).collect();
-                let b: Vec<_> = schema.fields().iter().map(|f| (f.name(), f.data_type())).collect();
+                let a: Vec<_> = s0
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name(), f.data_type()))
+                    .collect();
+                let b: Vec<_> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name(), f.data_type()))
+                    .collect();
                 if a != b {
                     return Err(Error::Usage(format!(
                         "{} and {} have different columns or types; load them separately",
@@ -405,12 +458,18 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                 hist.counts[c as usize] += 1;
             }
             rows_seen += b.batch.num_rows() as u64;
-            progress.update("pass 1/3: histogram", rows_seen, fraction(fi, opts.inputs.len(), src.as_ref()));
+            progress.update(
+                "pass 1/3: histogram",
+                rows_seen,
+                fraction(fi, opts.inputs.len(), src.as_ref()),
+            );
         }
     }
     let t1 = Instant::now();
     if hist.total() == 0 {
-        return Err(Error::Usage("the inputs hold no rows with valid positions".into()));
+        return Err(Error::Usage(
+            "the inputs hold no rows with valid positions".into(),
+        ));
     }
     let parts = plan_partitions(&hist, &opts.plan)?;
     let starts: Vec<i64> = parts.iter().map(|p| p.range29().start).collect();
@@ -418,7 +477,9 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
         .iter()
         .map(|p| {
             let s = 2 * (k - p.order) as u32;
-            hist.counts[(p.npix << s) as usize..((p.npix + 1) << s) as usize].iter().sum::<u64>()
+            hist.counts[(p.npix << s) as usize..((p.npix + 1) << s) as usize]
+                .iter()
+                .sum::<u64>()
         })
         .max()
         .unwrap_or(0);
@@ -459,7 +520,14 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     let group = rayon::current_num_threads().max(1);
     for (fi, p) in opts.inputs.iter().enumerate() {
         let file = p.display().to_string();
-        let mut src = open(p, opts.format, &ReadOptions { projection: None, ..read.clone() })?;
+        let mut src = open(
+            p,
+            opts.format,
+            &ReadOptions {
+                projection: None,
+                ..read.clone()
+            },
+        )?;
         loop {
             let mut batches: Vec<SourceBatch> = Vec::with_capacity(group);
             while batches.len() < group {
@@ -506,7 +574,11 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                     buffered -= freed;
                 }
             }
-            progress.update("pass 2/3: scatter", rows_done, fraction(fi, opts.inputs.len(), src.as_ref()));
+            progress.update(
+                "pass 2/3: scatter",
+                rows_done,
+                fraction(fi, opts.inputs.len(), src.as_ref()),
+            );
         }
     }
     drop(hist);
@@ -520,17 +592,27 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
         .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
     let done = std::sync::atomic::AtomicU64::new(0);
     let total_rows = rows_done;
-    let jobs: Vec<(Pixel, PartBuffer)> = parts.iter().copied().zip(buffers).filter(|(_, b)| b.rows > 0).collect();
+    let jobs: Vec<(Pixel, PartBuffer)> = parts
+        .iter()
+        .copied()
+        .zip(buffers)
+        .filter(|(_, b)| b.rows > 0)
+        .collect();
     let sort_cols = opts.leaf.sort_columns.clone();
     pool.install(|| {
-        jobs.into_par_iter().try_for_each(|(pixel, buf)| -> Result<()> {
-            let rows = buf.rows;
-            let batch = buf.into_sorted_batch(&schema, &sort_cols)?;
-            builder.write_leaf(pixel, std::slice::from_ref(&batch))?;
-            let d = done.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
-            progress.update("pass 3/3: sort and write", d, Some(d as f64 / total_rows as f64));
-            Ok(())
-        })
+        jobs.into_par_iter()
+            .try_for_each(|(pixel, buf)| -> Result<()> {
+                let rows = buf.rows;
+                let batch = buf.into_sorted_batch(&schema, &sort_cols)?;
+                builder.write_leaf(pixel, std::slice::from_ref(&batch))?;
+                let d = done.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
+                progress.update(
+                    "pass 3/3: sort and write",
+                    d,
+                    Some(d as f64 / total_rows as f64),
+                );
+                Ok(())
+            })
     })?;
     let t3 = Instant::now();
 
@@ -552,7 +634,12 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     }
     let staged = builder.finish(props, &written_hist)?;
     let (rows, partitions) = (staged.nrows(), staged.leaves().len());
-    let max_order = staged.leaves().iter().map(|l| l.pixel.order).max().unwrap_or(0);
+    let max_order = staged
+        .leaves()
+        .iter()
+        .map(|l| l.pixel.order)
+        .max()
+        .unwrap_or(0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -697,7 +784,9 @@ impl PartBuffer {
             options: None,
         }];
         for c in sort_cols {
-            let i = schema.index_of(c).map_err(|_| Error::Usage(format!("--sort-columns: no column `{c}`")))?;
+            let i = schema
+                .index_of(c)
+                .map_err(|_| Error::Usage(format!("--sort-columns: no column `{c}`")))?;
             keys.push(arrow::compute::SortColumn {
                 values: all.column(i).clone(),
                 options: None,
@@ -714,8 +803,11 @@ mod tests {
 
     #[test]
     fn coordinate_columns_found_by_ucd_then_name_with_unit_conversion() {
-        let ra = ColumnMeta { unit: Some("rad".into()), ..Default::default() }
-            .apply(Field::new("RArad", DataType::Float64, true));
+        let ra = ColumnMeta {
+            unit: Some("rad".into()),
+            ..Default::default()
+        }
+        .apply(Field::new("RArad", DataType::Float64, true));
         let s = Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             ra,
@@ -726,18 +818,27 @@ mod tests {
         assert!((r.to_deg - 57.29577951308232).abs() < 1e-12);
         let d = find_coord(&s, None, false).unwrap();
         assert_eq!(d.input, "DErad");
-        assert!((d.to_deg - 57.29577951308232).abs() < 1e-12, "no unit, name ends in rad");
+        assert!(
+            (d.to_deg - 57.29577951308232).abs() < 1e-12,
+            "no unit, name ends in rad"
+        );
 
-        let ucd = ColumnMeta { ucd: Some("pos.eq.ra;meta.main".into()), ..Default::default() }
-            .apply(Field::new("alpha_x", DataType::Float32, true));
+        let ucd = ColumnMeta {
+            ucd: Some("pos.eq.ra;meta.main".into()),
+            ..Default::default()
+        }
+        .apply(Field::new("alpha_x", DataType::Float32, true));
         let s = Schema::new(vec![Field::new("ra", DataType::Float64, true), ucd]);
         assert_eq!(find_coord(&s, None, true).unwrap().input, "alpha_x");
         let e = find_coord(&s, None, false).unwrap_err().to_string();
         assert!(e.contains("--dec"), "{e}");
         let e = find_coord(&s, Some("nope"), true).unwrap_err().to_string();
         assert!(e.contains("no such column"), "{e}");
-        let hours = ColumnMeta { unit: Some("h".into()), ..Default::default() }
-            .apply(Field::new("RA", DataType::Float64, true));
+        let hours = ColumnMeta {
+            unit: Some("h".into()),
+            ..Default::default()
+        }
+        .apply(Field::new("RA", DataType::Float64, true));
         let s = Schema::new(vec![hours]);
         assert_eq!(find_coord(&s, None, true).unwrap().to_deg, 15.0);
     }

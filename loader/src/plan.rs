@@ -69,7 +69,10 @@ pub fn plan_partitions(histogram: &Skymap, s: &PlanSettings) -> Result<Vec<Pixel
             let span = 1usize << (2 * (k - o) as u32);
             let n = i / span;
             if levels[o as usize][n] > 0 {
-                out.push(Pixel { order: o, npix: n as u64 });
+                out.push(Pixel {
+                    order: o,
+                    npix: n as u64,
+                });
             }
             i = (n + 1) * span;
         }
@@ -80,7 +83,10 @@ pub fn plan_partitions(histogram: &Skymap, s: &PlanSettings) -> Result<Vec<Pixel
                 return;
             }
             if c <= t || o == k {
-                out.push(Pixel { order: o, npix: n as u64 });
+                out.push(Pixel {
+                    order: o,
+                    npix: n as u64,
+                });
                 return;
             }
             for child in 4 * n..4 * n + 4 {
@@ -146,9 +152,21 @@ mod tests {
         let mut h = Skymap::zeros(3);
         h.counts[200] = 10;
         let p = plan_partitions(&h, &settings(100, true)).unwrap();
-        assert_eq!(p, vec![Pixel { order: 3, npix: 200 }]);
+        assert_eq!(
+            p,
+            vec![Pixel {
+                order: 3,
+                npix: 200
+            }]
+        );
         let p = plan_partitions(&h, &settings(100, false)).unwrap();
-        assert_eq!(p, vec![Pixel { order: 0, npix: 200 >> 6 }]);
+        assert_eq!(
+            p,
+            vec![Pixel {
+                order: 0,
+                npix: 200 >> 6
+            }]
+        );
         // A sibling appears: their parent absorbs both, but no higher (its own siblings are
         // empty).
         h.counts[201] = 5;
@@ -160,7 +178,9 @@ mod tests {
     fn single_cell_over_threshold_is_an_error() {
         let mut h = Skymap::zeros(2);
         h.counts[3] = 1000;
-        let e = plan_partitions(&h, &settings(999, true)).unwrap_err().to_string();
+        let e = plan_partitions(&h, &settings(999, true))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("(2, 3)") && e.contains("--highest-order"), "{e}");
     }
 }

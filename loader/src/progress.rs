@@ -15,7 +15,8 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn new(enabled: bool) -> Progress {
         let bar = enabled.then(|| {
-            let b = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr_with_hz(5));
+            let b =
+                ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr_with_hz(5));
             b.set_style(
                 ProgressStyle::with_template(
                     "{spinner} {prefix:<26} [{bar:30}] {percent:>3}%  {msg}  ETA {eta}",

@@ -189,7 +189,10 @@ impl BadRows {
                 place: row.place,
                 column: row.column,
                 message: if skipped > 0 {
-                    format!("{} (after skipping {skipped} bad rows, the --skip-bad-rows limit)", row.message)
+                    format!(
+                        "{} (after skipping {skipped} bad rows, the --skip-bad-rows limit)",
+                        row.message
+                    )
                 } else {
                     row.message
                 },
@@ -199,7 +202,11 @@ impl BadRows {
 
     /// The rows skipped so far.
     pub fn rows(&self) -> Vec<BadRow> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).rows.clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rows
+            .clone()
     }
 }
 
@@ -263,9 +270,13 @@ pub fn open(path: &Path, format: Option<Format>, opts: &ReadOptions) -> Result<B
     };
     match format {
         Format::Csv => Ok(Box::new(crate::read::csv::CsvSource::open(path, opts)?)),
-        Format::Parquet => Ok(Box::new(crate::read::parquet::ParquetSource::open(path, opts)?)),
+        Format::Parquet => Ok(Box::new(crate::read::parquet::ParquetSource::open(
+            path, opts,
+        )?)),
         Format::Fits => Ok(Box::new(crate::read::fits::FitsSource::open(path, opts)?)),
-        Format::VoTable => Ok(Box::new(crate::read::votable::VoTableSource::open(path, opts)?)),
+        Format::VoTable => Ok(Box::new(crate::read::votable::VoTableSource::open(
+            path, opts,
+        )?)),
         Format::Cds => Ok(Box::new(crate::read::cds::CdsSource::open(path, opts)?)),
     }
 }

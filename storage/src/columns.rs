@@ -164,6 +164,89 @@ pub fn voparquet_content(schema: &Schema, table_name: &str) -> String {
     s
 }
 
+/// Reads the FIELDs of a VOParquet `IVOA.VOTable-Parquet.content` document: `(name, meta)`
+/// in document order. Namespace prefixes are ignored. Malformed XML yields the fields read
+/// before the fault (metadata is advisory; the Parquet schema stays authoritative).
+pub fn parse_voparquet_content(xml: &str) -> Vec<(String, ColumnMeta)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut out: Vec<(String, ColumnMeta)> = Vec::new();
+    let mut in_field_desc = false;
+    let mut in_field = false;
+    loop {
+        let ev = match reader.read_event() {
+            Ok(ev) => ev,
+            Err(_) => break,
+        };
+        match ev {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"FIELD" => {
+                let mut name = None;
+                let mut meta = ColumnMeta::default();
+                for a in e.attributes().flatten() {
+                    let v = a
+                        .decode_and_unescape_value(reader.decoder())
+                        .map(|v| v.into_owned())
+                        .unwrap_or_default();
+                    match a.key.local_name().as_ref() {
+                        b"name" => name = Some(v),
+                        b"ID" if name.is_none() => name = Some(v),
+                        b"unit" => meta.unit = Some(v),
+                        b"ucd" => meta.ucd = Some(v),
+                        b"utype" => meta.utype = Some(v),
+                        b"xtype" => meta.xtype = Some(v),
+                        _ => {}
+                    }
+                }
+                out.push((name.unwrap_or_default(), meta));
+                // An Empty element has no children; a Start one may hold a DESCRIPTION.
+                in_field = xml_is_start(&reader, xml);
+            }
+            Event::Start(e) if in_field && e.local_name().as_ref() == b"DESCRIPTION" => {
+                in_field_desc = true;
+            }
+            Event::Text(t) if in_field_desc => {
+                if let (Some(last), Ok(text)) = (out.last_mut(), t.decode()) {
+                    last.1
+                        .description
+                        .get_or_insert_with(String::new)
+                        .push_str(&text);
+                }
+            }
+            // quick-xml reports `&amp;`, `&#65;` … as separate events.
+            Event::GeneralRef(r) if in_field_desc => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => Some(c.to_string()),
+                    _ => r.decode().ok().and_then(|name| {
+                        quick_xml::escape::resolve_predefined_entity(&name).map(str::to_string)
+                    }),
+                };
+                if let (Some(last), Some(text)) = (out.last_mut(), resolved) {
+                    last.1
+                        .description
+                        .get_or_insert_with(String::new)
+                        .push_str(&text);
+                }
+            }
+            Event::End(e) if e.local_name().as_ref() == b"DESCRIPTION" => {
+                in_field_desc = false;
+                if let Some(d) = out.last_mut().and_then(|l| l.1.description.as_mut()) {
+                    *d = d.trim().to_string();
+                }
+            }
+            Event::End(e) if e.local_name().as_ref() == b"FIELD" => in_field = false,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether the element just read ended with `>` rather than `/>`.
+fn xml_is_start(reader: &quick_xml::Reader<&[u8]>, xml: &str) -> bool {
+    let pos = reader.buffer_position() as usize;
+    !xml.as_bytes()[..pos.min(xml.len())].ends_with(b"/>")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +269,28 @@ mod tests {
         assert!(a < b);
         assert!(doc.contains("Right ascension &lt;ICRS&gt; &amp; more"));
         assert!(doc.contains("<PARQUET type=\"Parquet-local-XML\"/>"));
+    }
+
+    #[test]
+    fn voparquet_document_parses_back_with_any_prefix() {
+        let ra = ColumnMeta {
+            unit: Some("deg".into()),
+            ucd: Some("pos.eq.ra;meta.main".into()),
+            description: Some("RA & <more>".into()),
+            ..Default::default()
+        }
+        .apply(Field::new("ra", DataType::Float64, false));
+        let schema = Schema::new(vec![Field::new("id", DataType::Int64, false), ra]);
+        let back = parse_voparquet_content(&voparquet_content(&schema, "t"));
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].0, "id");
+        assert_eq!(back[1].1.unit.as_deref(), Some("deg"));
+        assert_eq!(back[1].1.description.as_deref(), Some("RA & <more>"));
+        let astropy = r#"<ns0:VOTABLE xmlns:ns0="http://www.ivoa.net/xml/VOTable/v1.3"><ns0:RESOURCE><ns0:TABLE><ns0:FIELD name="g" datatype="float" unit="mag"/><ns0:FIELD name="h" datatype="int"><ns0:DESCRIPTION>x</ns0:DESCRIPTION></ns0:FIELD></ns0:TABLE></ns0:RESOURCE></ns0:VOTABLE>"#;
+        let back = parse_voparquet_content(astropy);
+        assert_eq!(back[0].1.unit.as_deref(), Some("mag"));
+        assert_eq!(back[1].1.description.as_deref(), Some("x"));
+        assert!(back[0].1.description.is_none());
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub fn hash29_unchecked(ra_deg: f64, dec_deg: f64) -> i64 {
     let layer = nested::get(ORDER_29);
     layer.hash(
         ra_deg.rem_euclid(360.0).to_radians(),
-        dec_deg.to_radians().clamp(-std::f64::consts::FRAC_PI_2, std::f64::consts::FRAC_PI_2),
+        dec_deg
+            .to_radians()
+            .clamp(-std::f64::consts::FRAC_PI_2, std::f64::consts::FRAC_PI_2),
     ) as i64
 }
 

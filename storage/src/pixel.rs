@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::healpix::{cell_range29, n_cells, ORDER_29};
+use crate::healpix::{ORDER_29, cell_range29, n_cells};
 
 /// A HEALPix cell `(order, npix)` used as a HATS partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn leaf_paths_follow_the_dir_rule() {
         let p = Pixel::new(7, 10302).unwrap();
-        assert_eq!(p.leaf_path(), "dataset/Norder=7/Dir=10000/Npix=10302.parquet");
+        assert_eq!(
+            p.leaf_path(),
+            "dataset/Norder=7/Dir=10000/Npix=10302.parquet"
+        );
         assert_eq!(Pixel::from_leaf_path(&p.leaf_path()), Some(p));
         assert_eq!(
             Pixel::from_leaf_path("dataset/Norder%3D2/Dir%3D0/Npix%3D5.parquet"),
@@ -177,9 +180,32 @@ mod tests {
         // The example of FORMATS.md §1.4.
         let mut pix = vec![];
         for (o, n) in [
-            (0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (0, 6), (0, 7), (0, 8), (0, 9), (0, 10), (0, 11),
-            (1, 1), (1, 2), (1, 3), (2, 0), (2, 1), (2, 2), (3, 14), (3, 15), (4, 49), (4, 50),
-            (4, 51), (5, 192), (5, 193), (5, 194), (5, 195),
+            (0, 1),
+            (0, 2),
+            (0, 3),
+            (0, 4),
+            (0, 5),
+            (0, 6),
+            (0, 7),
+            (0, 8),
+            (0, 9),
+            (0, 10),
+            (0, 11),
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (2, 0),
+            (2, 1),
+            (2, 2),
+            (3, 14),
+            (3, 15),
+            (4, 49),
+            (4, 50),
+            (4, 51),
+            (5, 192),
+            (5, 193),
+            (5, 194),
+            (5, 195),
         ] {
             pix.push(Pixel::new(o, n).unwrap());
         }

@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(p.nrows(), Some(5000));
         let again = Properties::parse(&p.render(), "x").unwrap();
         assert_eq!(again, p);
-        assert!(p.render().starts_with("#HATS catalog\nobs_collection=sample\n"));
+        assert!(
+            p.render()
+                .starts_with("#HATS catalog\nobs_collection=sample\n")
+        );
     }
 
     #[test]

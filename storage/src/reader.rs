@@ -10,12 +10,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 
 use crate::error::{Error, Result};
-use crate::pixel::{parse_partition_info, Pixel};
-use crate::properties::{Properties, FILE_NAME, LEGACY_FILE_NAME};
+use crate::pixel::{Pixel, parse_partition_info};
+use crate::properties::{FILE_NAME, LEGACY_FILE_NAME, Properties};
 use crate::store::Location;
 
 /// An opened catalog: its metadata, loaded once.
@@ -38,12 +38,12 @@ impl Catalog {
     pub async fn open(location: &Location) -> Result<Catalog> {
         let props_text = match read_text(location, FILE_NAME).await? {
             Some(t) => t,
-            None => read_text(location, LEGACY_FILE_NAME).await?.ok_or_else(|| {
-                Error::Missing {
+            None => read_text(location, LEGACY_FILE_NAME)
+                .await?
+                .ok_or_else(|| Error::Missing {
                     root: location.url.clone(),
                     what: FILE_NAME.into(),
-                }
-            })?,
+                })?,
         };
         let properties = Properties::parse(&props_text, &format!("{}/{FILE_NAME}", location.url))?;
         let partitions = match read_text(location, "partition_info.csv").await? {
@@ -101,8 +101,8 @@ impl Catalog {
     ) -> Result<Vec<RecordBatch>> {
         let path = self.location.path(&pixel.leaf_path());
         let meta = self.location.store.head(&path).await?;
-        let reader = ParquetObjectReader::new(self.location.store.clone(), path)
-            .with_file_size(meta.size);
+        let reader =
+            ParquetObjectReader::new(self.location.store.clone(), path).with_file_size(meta.size);
         let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         if let Some(cols) = columns {
             let pq = builder.parquet_schema();
@@ -202,4 +202,3 @@ pub async fn list_catalogs(root: &Location) -> Result<Vec<CatalogEntry>> {
     out.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
     Ok(out)
 }
-

@@ -57,7 +57,9 @@ impl Location {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(invalid(format!("`{url}` names no bucket (s3://bucket/prefix)")));
+                return Err(invalid(format!(
+                    "`{url}` names no bucket (s3://bucket/prefix)"
+                )));
             }
             let mut b = object_store::aws::AmazonS3Builder::new()
                 .with_bucket_name(bucket)
@@ -172,7 +174,10 @@ mod tests {
         let o = StoreOptions::default();
         let l = Location::parse("/tmp/x/../data/cat", &o).unwrap();
         assert_eq!(l.local_dir.as_deref(), Some(Path::new("/tmp/data/cat")));
-        assert_eq!(l.path("dataset/_metadata").as_ref(), "tmp/data/cat/dataset/_metadata");
+        assert_eq!(
+            l.path("dataset/_metadata").as_ref(),
+            "tmp/data/cat/dataset/_metadata"
+        );
         let l = Location::parse("file:///tmp/data", &o).unwrap();
         assert_eq!(l.prefix.as_ref(), "tmp/data");
         let l = Location::parse("memory://t1/a/b", &o).unwrap();

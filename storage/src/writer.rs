@@ -28,10 +28,10 @@ use parquet::file::metadata::{
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::columns::{voparquet_content, VOPARQUET_CONTENT_KEY, VOPARQUET_VERSION_KEY};
+use crate::columns::{VOPARQUET_CONTENT_KEY, VOPARQUET_VERSION_KEY, voparquet_content};
 use crate::error::{Error, Result};
-use crate::pixel::{write_partition_info, Pixel};
-use crate::properties::{Properties, FILE_NAME as PROPERTIES_FILE};
+use crate::pixel::{Pixel, write_partition_info};
+use crate::properties::{FILE_NAME as PROPERTIES_FILE, Properties};
 use crate::skymap::Skymap;
 use crate::store::Location;
 
@@ -287,7 +287,8 @@ impl CatalogBuilder {
     /// (`obs_collection`, `dataproduct_type`, `hats_col_ra`, …); the computed ones
     /// (`hats_nrows`, `hats_order`, `moc_sky_fraction`, …) are added here.
     pub fn finish(mut self, mut properties: Properties, skymap: &Skymap) -> Result<StagedCatalog> {
-        let mut leaves = std::mem::take(&mut *self.leaves.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut leaves =
+            std::mem::take(&mut *self.leaves.lock().unwrap_or_else(|p| p.into_inner()));
         leaves.sort_by_key(|l| l.pixel);
         if leaves.is_empty() {
             return Err(Error::Invalid {
@@ -399,7 +400,12 @@ fn metadata_file(leaves: &[LeafInfo]) -> Result<Vec<u8>> {
                 .iter()
                 .map(|c| c.clone().into_builder().set_file_path(name.clone()).build())
                 .collect::<parquet::errors::Result<Vec<_>>>()?;
-            row_groups.push(rg.clone().into_builder().set_column_metadata(cols).build()?);
+            row_groups.push(
+                rg.clone()
+                    .into_builder()
+                    .set_column_metadata(cols)
+                    .build()?,
+            );
         }
     }
     let fm = FileMetaData::new(
@@ -497,7 +503,7 @@ impl Drop for StagedCatalog {
 }
 
 fn publish_local(staging: &Path, target: &Path) -> Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
     match std::fs::symlink_metadata(target) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::rename(staging, target).map_err(|e| Error::io(target, e))
@@ -551,7 +557,12 @@ async fn publish_remote(staging: &Path, target: &Location) -> Result<()> {
         }
     }
     // 4. Publish.
-    upload(&store, &staging.join(PROPERTIES_FILE), &target.path(PROPERTIES_FILE)).await
+    upload(
+        &store,
+        &staging.join(PROPERTIES_FILE),
+        &target.path(PROPERTIES_FILE),
+    )
+    .await
 }
 
 async fn upload(
@@ -571,10 +582,8 @@ async fn upload(
         return Ok(());
     }
     let mut file = std::fs::File::open(local).map_err(|e| Error::io(local, e))?;
-    let mut w = object_store::WriteMultipart::new_with_chunk_size(
-        store.put_multipart(to).await?,
-        CHUNK,
-    );
+    let mut w =
+        object_store::WriteMultipart::new_with_chunk_size(store.put_multipart(to).await?, CHUNK);
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = file.read(&mut buf).map_err(|e| Error::io(local, e))?;

@@ -627,7 +627,7 @@ def cmd_dump(args) -> dict:
 # --- selftest -----------------------------------------------------------------------------
 def cmd_selftest(args) -> dict:
     """Build a catalog with hats-import from a generated CSV and exercise every command,
-    including a deliberately broken copy that `cone` and `validate` must reject."""
+    plus deliberately broken copies that `cone` and `validate` must reject (exit 1)."""
     _setup_logging(logging.WARNING)
     here = Path(__file__).resolve().parent
     work = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="hats-selftest-"))

@@ -872,11 +872,13 @@ fn parse_int(b: &[u8]) -> Option<i64> {
 /// Parses a floating-point number, accepting a Fortran `D` exponent when `d_exponent`.
 fn parse_float(b: &[u8], d_exponent: bool) -> Option<f64> {
     // Only decimal numbers: Rust also accepts `inf`/`nan`, which CDS data never write.
-    if !b
-        .iter()
-        .all(|c| c.is_ascii_digit() || b"+-.eEdD".contains(c))
-        || b.is_empty()
-    {
+    let numeric = |c: &u8| {
+        matches!(
+            c,
+            b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E' | b'd' | b'D'
+        )
+    };
+    if b.is_empty() || !b.iter().all(numeric) {
         return None;
     }
     if d_exponent && b.iter().any(|&c| c == b'D' || c == b'd') {

@@ -50,7 +50,9 @@ pub struct CsvSource {
 
 impl std::fmt::Debug for CsvSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvSource").field("file", &self.file).finish()
+        f.debug_struct("CsvSource")
+            .field("file", &self.file)
+            .finish()
     }
 }
 
@@ -110,14 +112,26 @@ impl CsvSource {
             let end = match pending[start..].iter().position(|&b| b == b'\n') {
                 Some(i) => start + i,
                 None if start < pending.len() => pending.len(),
-                None => return Err(Error::bad(&file, "line 1", None, "empty file: expected a header line")),
+                None => {
+                    return Err(Error::bad(
+                        &file,
+                        "line 1",
+                        None,
+                        "empty file: expected a header line",
+                    ));
+                }
             };
             let text = &pending[start..end];
             if text.first() == Some(&b'#') || text.iter().all(|b| b.is_ascii_whitespace()) {
                 start = (end + 1).min(pending.len());
                 line += 1;
                 if start >= pending.len() {
-                    return Err(Error::bad(&file, format!("line {line}"), None, "no header line found"));
+                    return Err(Error::bad(
+                        &file,
+                        format!("line {line}"),
+                        None,
+                        "no header line found",
+                    ));
                 }
                 continue;
             }
@@ -145,12 +159,21 @@ impl CsvSource {
             .unwrap_or_default();
         for (i, n) in names.iter_mut().enumerate() {
             let t = n.trim().trim_start_matches('\u{feff}').to_string();
-            *n = if t.is_empty() { format!("col{}", i + 1) } else { t };
+            *n = if t.is_empty() {
+                format!("col{}", i + 1)
+            } else {
+                t
+            };
         }
         let mut seen = std::collections::HashSet::new();
         for n in &names {
             if !seen.insert(n.clone()) {
-                return Err(Error::bad(&file, format!("line {line}"), Some(n), "column name appears twice in the header"));
+                return Err(Error::bad(
+                    &file,
+                    format!("line {line}"),
+                    Some(n),
+                    "column name appears twice in the header",
+                ));
             }
         }
         let body_start = (header_end + 1).min(pending.len());
@@ -165,11 +188,19 @@ impl CsvSource {
                 types.push(t.clone());
                 continue;
             }
-            types.push(infer(sample.iter().take(INFER_ROWS).filter_map(|r| r.get(ci)).map(String::as_str)));
+            types.push(infer(
+                sample
+                    .iter()
+                    .take(INFER_ROWS)
+                    .filter_map(|r| r.get(ci))
+                    .map(String::as_str),
+            ));
         }
         for (n, _) in &opts.column_types {
             if !names.contains(n) {
-                return Err(Error::Usage(format!("--column-types names `{n}`, which is not a column of {file}")));
+                return Err(Error::Usage(format!(
+                    "--column-types names `{n}`, which is not a column of {file}"
+                )));
             }
         }
         let full_schema = Arc::new(Schema::new(
@@ -180,7 +211,9 @@ impl CsvSource {
                 .collect::<Vec<_>>(),
         ));
         let projection: Vec<usize> = match &opts.projection {
-            Some(cols) => (0..names.len()).filter(|&i| cols.contains(&names[i])).collect(),
+            Some(cols) => (0..names.len())
+                .filter(|&i| cols.contains(&names[i]))
+                .collect(),
             None => (0..names.len()).collect(),
         };
         let schema = Arc::new(full_schema.project(&projection)?);
@@ -213,7 +246,12 @@ impl CsvSource {
         let mut chunks: Vec<(Vec<u8>, u64)> = Vec::with_capacity(nchunks);
         while chunks.len() < nchunks {
             while !self.eof && self.pending.len() < CHUNK_BYTES {
-                self.eof = fill(&mut self.input, &mut self.pending, CHUNK_BYTES, Path::new(&self.file))?;
+                self.eof = fill(
+                    &mut self.input,
+                    &mut self.pending,
+                    CHUNK_BYTES,
+                    Path::new(&self.file),
+                )?;
             }
             if self.pending.is_empty() {
                 break;
@@ -229,7 +267,12 @@ impl CsvSource {
                             self.pending.len()
                         } else {
                             let want = self.pending.len() * 2;
-                            self.eof = fill(&mut self.input, &mut self.pending, want, Path::new(&self.file))?;
+                            self.eof = fill(
+                                &mut self.input,
+                                &mut self.pending,
+                                want,
+                                Path::new(&self.file),
+                            )?;
                             match record_boundary(&self.pending) {
                                 Some(c) => c,
                                 None if self.eof => self.pending.len(),
@@ -269,7 +312,12 @@ impl CsvSource {
 }
 
 /// Reads into `buf` until it holds `want` bytes or the input ends; returns whether it ended.
-fn fill(input: &mut Box<dyn Read + Send>, buf: &mut Vec<u8>, want: usize, path: &Path) -> Result<bool> {
+fn fill(
+    input: &mut Box<dyn Read + Send>,
+    buf: &mut Vec<u8>,
+    want: usize,
+    path: &Path,
+) -> Result<bool> {
     let mut tmp = vec![0u8; 1 << 20];
     while buf.len() < want {
         let n = input.read(&mut tmp).map_err(|e| Error::io(path, e))?;
@@ -507,8 +555,14 @@ fn infer<'a>(values: impl Iterator<Item = &'a str>) -> DataType {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let s = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let e = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |i| i + 1);
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |i| i + 1);
     &b[s..e]
 }
 
@@ -670,7 +724,12 @@ fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<Sour
     })
 }
 
-fn bad_value(ctx: &ChunkCtx<'_>, ci: usize, expected: &str, found: &[u8]) -> (Option<String>, String) {
+fn bad_value(
+    ctx: &ChunkCtx<'_>,
+    ci: usize,
+    expected: &str,
+    found: &[u8],
+) -> (Option<String>, String) {
     let name = ctx.full_schema.field(ci).name().clone();
     let shown: String = String::from_utf8_lossy(found).chars().take(60).collect();
     (
@@ -697,8 +756,9 @@ impl RowSource for CsvSource {
     }
 
     fn progress(&self) -> Option<f64> {
-        (self.total_bytes > 0)
-            .then(|| (self.read_bytes.load(Ordering::Relaxed) as f64 / self.total_bytes as f64).min(1.0))
+        (self.total_bytes > 0).then(|| {
+            (self.read_bytes.load(Ordering::Relaxed) as f64 / self.total_bytes as f64).min(1.0)
+        })
     }
 }
 
@@ -791,7 +851,10 @@ mod tests {
         let p = write(&dir, "f.csv", "a,b\n1,2\n3\n");
         let mut src = CsvSource::open(&p, &ReadOptions::default()).unwrap();
         let e = read_all(&mut src).unwrap_err().to_string();
-        assert!(e.contains("line 3") && e.contains("expected 2 fields, found 1"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("expected 2 fields, found 1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -812,7 +875,9 @@ mod tests {
         let mut next = 0i64;
         for b in read_all(&mut src).unwrap() {
             let ids = b.batch.column(0).as_primitive::<Int64Type>();
-            let RowLoc::Lines(lines) = &b.loc else { panic!() };
+            let RowLoc::Lines(lines) = &b.loc else {
+                panic!()
+            };
             for (i, id) in ids.values().iter().enumerate() {
                 assert_eq!(*id, next);
                 assert_eq!(lines[i], next as u64 + 2);
@@ -828,7 +893,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, "t.csv", "id,v\n1,2\n");
         let opts = ReadOptions {
-            column_types: vec![("v".into(), DataType::Float64), ("id".into(), DataType::Utf8)],
+            column_types: vec![
+                ("v".into(), DataType::Float64),
+                ("id".into(), DataType::Utf8),
+            ],
             ..Default::default()
         };
         let src = CsvSource::open(&p, &opts).unwrap();
@@ -837,7 +905,9 @@ mod tests {
         let p = write(&dir, "e.csv", "");
         assert!(CsvSource::open(&p, &ReadOptions::default()).is_err());
         let p = write(&dir, "d.csv", "a,a\n1,2\n");
-        let e = CsvSource::open(&p, &ReadOptions::default()).unwrap_err().to_string();
+        let e = CsvSource::open(&p, &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("appears twice"), "{e}");
     }
 }

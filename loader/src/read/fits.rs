@@ -351,11 +351,6 @@ pub(crate) mod colbuf {
             }
         }
 
-        /// The Arrow type of the arrays this buffer builds.
-        pub(crate) fn data_type(&self) -> DataType {
-            data_type(self.kind, self.shape)
-        }
-
         /// Rows completed so far.
         pub(crate) fn rows(&self) -> usize {
             self.row_valid.len()
@@ -434,7 +429,11 @@ pub(crate) mod colbuf {
             }
             if self.valid.len() > n {
                 self.valid.truncate(n);
-                let per = if matches!(self.kind, Kind::Complex(_)) { 2 } else { 1 };
+                let per = if matches!(self.kind, Kind::Complex(_)) {
+                    2
+                } else {
+                    1
+                };
                 self.store.truncate(n * per);
             }
         }
@@ -468,7 +467,8 @@ pub(crate) mod colbuf {
             let offsets = std::mem::replace(&mut self.offsets, vec![0]);
             if let Store::Text(s) = store {
                 let offsets = offsets_i32(offsets)?;
-                let arr = StringArray::try_new(offsets, Buffer::from(s.into_bytes()), nulls(row_valid))?;
+                let arr =
+                    StringArray::try_new(offsets, Buffer::from(s.into_bytes()), nulls(row_valid))?;
                 return Ok(Arc::new(arr));
             }
             let elems: ArrayRef = match self.kind {
@@ -486,11 +486,21 @@ pub(crate) mod colbuf {
                     let n = i32::try_from(n).map_err(|_| {
                         ArrowError::InvalidArgumentError(format!("array size {n} is too large"))
                     })?;
-                    Arc::new(FixedSizeListArray::try_new(item(), n, elems, nulls(row_valid))?)
+                    Arc::new(FixedSizeListArray::try_new(
+                        item(),
+                        n,
+                        elems,
+                        nulls(row_valid),
+                    )?)
                 }
                 Shape::Var => {
                     let offsets = offsets_i32(offsets)?;
-                    Arc::new(ListArray::try_new(item(), offsets, elems, nulls(row_valid))?)
+                    Arc::new(ListArray::try_new(
+                        item(),
+                        offsets,
+                        elems,
+                        nulls(row_valid),
+                    )?)
                 }
             })
         }
@@ -732,15 +742,26 @@ fn parse_float(s: &str) -> Option<f64> {
 }
 
 /// Reads one header. `Ok(None)` at a clean end of file (no more HDUs).
-fn read_header(input: &mut Input, file: &str, path: &Path, hdu: usize, pos: &mut u64) -> Result<Option<Header>> {
+fn read_header(
+    input: &mut Input,
+    file: &str,
+    path: &Path,
+    hdu: usize,
+    pos: &mut u64,
+) -> Result<Option<Header>> {
     let mut cards: Vec<Card> = Vec::new();
     let mut block = vec![0u8; BLOCK];
     let mut first = true;
     loop {
-        let n = input.read_full(&mut block).map_err(|e| Error::io(path, e))?;
+        let n = input
+            .read_full(&mut block)
+            .map_err(|e| Error::io(path, e))?;
         *pos += n as u64;
         if n == 0 && first {
             return Ok(None);
+        }
+        if first && hdu == 0 && !block[..n].starts_with(b"SIMPLE  =") {
+            return Err(not_fits(file));
         }
         if n < BLOCK {
             return Err(Error::bad(
@@ -762,9 +783,11 @@ fn read_header(input: &mut Input, file: &str, path: &Path, hdu: usize, pos: &mut
             }
             let place = || format!("HDU {hdu} header card {num}");
             let (value, is_str, comment) = if key == "CONTINUE" {
-                parse_value(text.get(8..).unwrap_or("")).map_err(|m| Error::bad(file, place(), None, m))?
+                parse_value(text.get(8..).unwrap_or(""))
+                    .map_err(|m| Error::bad(file, place(), None, m))?
             } else if text.get(8..10) == Some("= ") {
-                parse_value(text.get(10..).unwrap_or("")).map_err(|m| Error::bad(file, place(), None, m))?
+                parse_value(text.get(10..).unwrap_or(""))
+                    .map_err(|m| Error::bad(file, place(), None, m))?
             } else {
                 (None, false, String::new())
             };
@@ -798,6 +821,15 @@ fn read_header(input: &mut Input, file: &str, path: &Path, hdu: usize, pos: &mut
     }
 }
 
+fn not_fits(file: &str) -> Error {
+    Error::bad(
+        file,
+        "HDU 0 header card 1",
+        None,
+        "not a FITS file: expected the first card to be 'SIMPLE  =                    T'",
+    )
+}
+
 /// Size in bytes of the data of an HDU, padded to whole blocks.
 fn data_size(h: &Header, file: &str) -> Result<u64> {
     let bitpix = h.req_int(file, "BITPIX", -64, 64)?;
@@ -822,7 +854,10 @@ fn data_size(h: &Header, file: &str) -> Result<u64> {
         && dims.first() == Some(&0);
     let dims = if groups { &dims[1..] } else { &dims[..] };
     let overflow = || Error::bad(file, h.place(None), None, "the data size overflows 64 bits");
-    let prod = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
+    let prod = dims
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .ok_or_else(overflow)?;
     let pcount = h.opt_int(file, "PCOUNT", 0, 0, i64::MAX)? as u64;
     let gcount = h.opt_int(file, "GCOUNT", 1, 0, i64::MAX)? as u64;
     let bits = prod
@@ -830,7 +865,9 @@ fn data_size(h: &Header, file: &str) -> Result<u64> {
         .and_then(|v| v.checked_mul(gcount))
         .and_then(|v| v.checked_mul(bitpix.unsigned_abs() / 8))
         .ok_or_else(overflow)?;
-    bits.div_ceil(BLOCK as u64).checked_mul(BLOCK as u64).ok_or_else(overflow)
+    bits.div_ceil(BLOCK as u64)
+        .checked_mul(BLOCK as u64)
+        .ok_or_else(overflow)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -902,7 +939,8 @@ struct Tform {
     var: Option<bool>,
 }
 
-const TFORM_HELP: &str = "expected [repeat]L|X|B|I|J|K|A|E|D|C|M or [0|1]P<type>[(max)] / [0|1]Q<type>[(max)]";
+const TFORM_HELP: &str =
+    "expected [repeat]L|X|B|I|J|K|A|E|D|C|M or [0|1]P<type>[(max)] / [0|1]Q<type>[(max)]";
 
 fn parse_tform(s: &str) -> std::result::Result<Tform, String> {
     let t = s.trim().to_ascii_uppercase();
@@ -910,7 +948,9 @@ fn parse_tform(s: &str) -> std::result::Result<Tform, String> {
     let repeat = if digits == 0 {
         1
     } else {
-        t[..digits].parse::<u64>().map_err(|_| format!("repeat count too large; {TFORM_HELP}"))?
+        t[..digits]
+            .parse::<u64>()
+            .map_err(|_| format!("repeat count too large; {TFORM_HELP}"))?
     };
     let mut rest = t[digits..].chars();
     let Some(letter) = rest.next() else {
@@ -919,21 +959,26 @@ fn parse_tform(s: &str) -> std::result::Result<Tform, String> {
     let tail: String = rest.collect();
     if letter == 'P' || letter == 'Q' {
         let mut tc = tail.chars();
-        let elem = tc
-            .next()
-            .and_then(Elem::from_letter)
-            .ok_or_else(|| format!("missing or unknown array element type after {letter}; {TFORM_HELP}"))?;
+        let elem = tc.next().and_then(Elem::from_letter).ok_or_else(|| {
+            format!("missing or unknown array element type after {letter}; {TFORM_HELP}")
+        })?;
         let after: String = tc.collect();
         let ok_tail = after.is_empty()
             || (after.starts_with('(')
                 && after.ends_with(')')
                 && after.len() > 2
-                && after[1..after.len() - 1].chars().all(|c| c.is_ascii_digit()));
+                && after[1..after.len() - 1]
+                    .chars()
+                    .all(|c| c.is_ascii_digit()));
         if !ok_tail {
-            return Err(format!("unexpected '{after}' after {letter}{elem:?}; {TFORM_HELP}"));
+            return Err(format!(
+                "unexpected '{after}' after {letter}{elem:?}; {TFORM_HELP}"
+            ));
         }
         if repeat > 1 {
-            return Err(format!("repeat {repeat} of a {letter} descriptor; {TFORM_HELP}"));
+            return Err(format!(
+                "repeat {repeat} of a {letter} descriptor; {TFORM_HELP}"
+            ));
         }
         return Ok(Tform {
             repeat,
@@ -941,10 +986,13 @@ fn parse_tform(s: &str) -> std::result::Result<Tform, String> {
             var: Some(letter == 'Q'),
         });
     }
-    let elem = Elem::from_letter(letter).ok_or_else(|| format!("unknown type '{letter}'; {TFORM_HELP}"))?;
+    let elem = Elem::from_letter(letter)
+        .ok_or_else(|| format!("unknown type '{letter}'; {TFORM_HELP}"))?;
     // `rAw` (fixed-width substrings) is allowed; nothing else may follow the letter.
     if !tail.is_empty() && !(elem == Elem::A && tail.chars().all(|c| c.is_ascii_digit())) {
-        return Err(format!("unexpected '{tail}' after the type letter; {TFORM_HELP}"));
+        return Err(format!(
+            "unexpected '{tail}' after the type letter; {TFORM_HELP}"
+        ));
     }
     Ok(Tform {
         repeat,
@@ -1025,7 +1073,10 @@ impl Column {
                 let s = String::from_utf8_lossy(&bytes[..end]);
                 buf.push_str(s.trim_end_matches(' '));
             }
-            Elem::B => bytes.iter().take(count).for_each(|&b| buf.push(int(b as i64))),
+            Elem::B => bytes
+                .iter()
+                .take(count)
+                .for_each(|&b| buf.push(int(b as i64))),
             Elem::I => {
                 for c in bytes.chunks_exact(2).take(count) {
                     buf.push(int(i16::from_be_bytes([c[0], c[1]]) as i64));
@@ -1160,16 +1211,23 @@ impl Heap {
             let want = len.max(HEAP_WINDOW).min(self.end - abs);
             let want = usize::try_from(want).map_err(|_| "heap array too large")?;
             self.win.resize(want, 0);
-            let r = self.file.seek(SeekFrom::Start(abs)).and_then(|_| self.file.read_exact(&mut self.win));
+            let r = self
+                .file
+                .seek(SeekFrom::Start(abs))
+                .and_then(|_| self.file.read_exact(&mut self.win));
             if let Err(e) = r {
                 self.win.clear();
-                return Err(format!("cannot read heap bytes at file offset {abs}: {e} (file truncated?)"));
+                return Err(format!(
+                    "cannot read heap bytes at file offset {abs}: {e} (file truncated?)"
+                ));
             }
             self.win_start = abs;
         }
         let a = (abs - self.win_start) as usize;
         let b = a + len as usize;
-        self.win.get(a..b).ok_or_else(|| "heap window error".to_string())
+        self.win
+            .get(a..b)
+            .ok_or_else(|| "heap window error".to_string())
     }
 }
 
@@ -1211,25 +1269,30 @@ impl FitsSource {
         let name = path.to_string_lossy();
         let compressed = name.ends_with(".zst") || name.ends_with(".gz");
         let (mut input, file_len) = if compressed {
-            (Input::Stream(crate::source::open_maybe_compressed(path)?), None)
+            (
+                Input::Stream(crate::source::open_maybe_compressed(path)?),
+                None,
+            )
         } else {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
             let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
-            (Input::Plain(BufReader::with_capacity(1 << 20, f)), Some(len))
+            (
+                Input::Plain(BufReader::with_capacity(1 << 20, f)),
+                Some(len),
+            )
         };
 
         let mut pos = 0u64;
         let primary = read_header(&mut input, &file, path, 0, &mut pos)?;
         let primary = match primary {
-            Some(h) if h.cards.first().is_some_and(|c| c.key == "SIMPLE" && c.value.as_deref() == Some("T")) => h,
-            _ => {
-                return Err(Error::bad(
-                    &file,
-                    "HDU 0 header card 1",
-                    None,
-                    "not a FITS file: expected the first card to be 'SIMPLE  =                    T'",
-                ));
+            Some(h)
+                if h.cards
+                    .first()
+                    .is_some_and(|c| c.key == "SIMPLE" && c.value.as_deref() == Some("T")) =>
+            {
+                h
             }
+            _ => return Err(not_fits(&file)),
         };
         let mut skip = data_size(&primary, &file)?;
         let mut seen = vec!["primary".to_string()];
@@ -1245,7 +1308,11 @@ impl FitsSource {
                     None,
                     format!(
                         "no BINTABLE extension found: expected a binary table, the file holds {} ({})",
-                        if seen.len() == 1 { "only a primary HDU".to_string() } else { format!("{} HDUs", seen.len()) },
+                        if seen.len() == 1 {
+                            "only a primary HDU".to_string()
+                        } else {
+                            format!("{} HDUs", seen.len())
+                        },
                         seen.join(", ")
                     ),
                 ));
@@ -1262,7 +1329,10 @@ impl FitsSource {
             if xt == "BINTABLE" || xt == "A3DTABLE" {
                 break h;
             }
-            seen.push(format!("{} extension", if xt.is_empty() { "unnamed" } else { &xt }));
+            seen.push(format!(
+                "{} extension",
+                if xt.is_empty() { "unnamed" } else { &xt }
+            ));
             skip = data_size(&h, &file)?;
         };
         let data_start = pos;
@@ -1271,18 +1341,35 @@ impl FitsSource {
         let f = file.as_str();
         let bitpix = h.req_int(f, "BITPIX", -64, 64)?;
         if bitpix != 8 {
-            return Err(Error::bad(f, h.place(h.get("BITPIX")), None, format!("BITPIX = {bitpix}: a BINTABLE needs 8")));
+            return Err(Error::bad(
+                f,
+                h.place(h.get("BITPIX")),
+                None,
+                format!("BITPIX = {bitpix}: a BINTABLE needs 8"),
+            ));
         }
         let naxis = h.req_int(f, "NAXIS", 0, 999)?;
         if naxis != 2 {
-            return Err(Error::bad(f, h.place(h.get("NAXIS")), None, format!("NAXIS = {naxis}: a BINTABLE needs 2")));
+            return Err(Error::bad(
+                f,
+                h.place(h.get("NAXIS")),
+                None,
+                format!("NAXIS = {naxis}: a BINTABLE needs 2"),
+            ));
         }
         let naxis1 = h.req_int(f, "NAXIS1", 0, i32::MAX as i64)? as u64;
         let naxis2 = h.req_int(f, "NAXIS2", 0, i64::MAX)? as u64;
         let pcount = h.opt_int(f, "PCOUNT", 0, 0, i64::MAX)? as u64;
         h.opt_int(f, "GCOUNT", 1, 1, 1)?;
         let tfields = h.req_int(f, "TFIELDS", 0, 999)? as usize;
-        let overflow = || Error::bad(f, h.place(None), None, "NAXIS1 × NAXIS2 + PCOUNT overflows 64 bits");
+        let overflow = || {
+            Error::bad(
+                f,
+                h.place(None),
+                None,
+                "NAXIS1 × NAXIS2 + PCOUNT overflows 64 bits",
+            )
+        };
         let main = naxis1.checked_mul(naxis2).ok_or_else(overflow)?;
         let total = main.checked_add(pcount).ok_or_else(overflow)?;
         let theap = h.opt_int(f, "THEAP", main as i64, 0, i64::MAX)? as u64;
@@ -1291,7 +1378,9 @@ impl FitsSource {
                 f,
                 h.place(h.get("THEAP")),
                 None,
-                format!("THEAP = {theap}: expected a value between NAXIS1 × NAXIS2 = {main} and NAXIS1 × NAXIS2 + PCOUNT = {total}"),
+                format!(
+                    "THEAP = {theap}: expected a value between NAXIS1 × NAXIS2 = {main} and NAXIS1 × NAXIS2 + PCOUNT = {total}"
+                ),
             ));
         }
 
@@ -1316,10 +1405,20 @@ impl FitsSource {
             }
             let tform_card = h.get(&key("TFORM"));
             let Some(tform_raw) = tform_card.and_then(|c| c.value.as_deref()) else {
-                return Err(Error::bad(f, h.place(None), Some(&name), format!("missing TFORM{n} (TFIELDS = {tfields})")));
+                return Err(Error::bad(
+                    f,
+                    h.place(None),
+                    Some(&name),
+                    format!("missing TFORM{n} (TFIELDS = {tfields})"),
+                ));
             };
             let tform = parse_tform(tform_raw).map_err(|m| {
-                Error::bad(f, h.place(tform_card), Some(&name), format!("bad TFORM{n} = '{tform_raw}': {m}"))
+                Error::bad(
+                    f,
+                    h.place(tform_card),
+                    Some(&name),
+                    format!("bad TFORM{n} = '{tform_raw}': {m}"),
+                )
             })?;
             let width = match tform.var {
                 Some(false) => 8 * tform.repeat,
@@ -1334,13 +1433,19 @@ impl FitsSource {
                         f,
                         h.place(tform_card),
                         Some(&name),
-                        format!("TFORM{n} = '{tform_raw}' is wider than the row (NAXIS1 = {naxis1})"),
+                        format!(
+                            "TFORM{n} = '{tform_raw}' is wider than the row (NAXIS1 = {naxis1})"
+                        ),
                     )
                 })?;
             let tscal = h.float(f, &key("TSCAL"))?.unwrap_or(1.0);
             let tzero = h.float(f, &key("TZERO"))?.unwrap_or(0.0);
             let scale = scaling(tform.elem, tscal, tzero, h.str(&key("TZERO")));
-            let tnull = if tform.elem.is_int() { h.int(f, &key("TNULL"))? } else { None };
+            let tnull = if tform.elem.is_int() {
+                h.int(f, &key("TNULL"))?
+            } else {
+                None
+            };
             let kind = element_kind(tform.elem, scale);
             let shape = match (tform.var, tform.elem) {
                 (Some(_), Elem::A) => Shape::Scalar,
@@ -1372,7 +1477,10 @@ impl FitsSource {
             put(UNIT, h.str(&key("TUNIT")));
             put(UCD, h.str(&key("TUCD")));
             put(UTYPE, h.str(&key("TUTYP")));
-            put(DESCRIPTION, h.str(&key("TCOMM")).or(ttype.map(|c| c.comment.as_str())));
+            put(
+                DESCRIPTION,
+                h.str(&key("TCOMM")).or(ttype.map(|c| c.comment.as_str())),
+            );
             let field = Field::new(&name, colbuf::data_type(kind, shape), true).with_metadata(meta);
             columns.push(col);
             fields.push(field);
@@ -1388,7 +1496,10 @@ impl FitsSource {
 
         // Projection.
         let keep: Vec<bool> = match &opts.projection {
-            Some(p) => columns.iter().map(|c| p.iter().any(|n| *n == c.name)).collect(),
+            Some(p) => columns
+                .iter()
+                .map(|c| p.iter().any(|n| *n == c.name))
+                .collect(),
             None => vec![true; columns.len()],
         };
         let mut out = Vec::new();
@@ -1464,13 +1575,19 @@ impl FitsSource {
         let rownum = self.rows_read + 1;
         for (col, buf) in &mut self.out {
             let Some(cell) = self.row_buf.get(col.offset..col.offset + col.width) else {
-                return Err(Error::Internal(format!("column {} outside the row", col.name)));
+                return Err(Error::Internal(format!(
+                    "column {} outside the row",
+                    col.name
+                )));
             };
             match col.tform.var {
                 None => col.decode(cell, col.tform.repeat as usize, buf),
                 Some(is_q) => {
                     let (count, off) = if is_q {
-                        (i64::from_be_bytes(be8(cell)), i64::from_be_bytes(be8(cell.get(8..).unwrap_or(&[]))))
+                        (
+                            i64::from_be_bytes(be8(cell)),
+                            i64::from_be_bytes(be8(cell.get(8..).unwrap_or(&[]))),
+                        )
                     } else {
                         let w = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64;
                         match (cell.get(..4), cell.get(4..8)) {
@@ -1479,19 +1596,26 @@ impl FitsSource {
                         }
                     };
                     if col.tform.repeat > 0 {
-                        let bad = |m: String| Error::bad(&self.file, format!("row {rownum}"), Some(&col.name), m);
+                        let bad = |m: String| {
+                            Error::bad(&self.file, format!("row {rownum}"), Some(&col.name), m)
+                        };
                         if count < 0 || off < 0 {
                             return Err(bad(format!(
                                 "array descriptor (count {count}, offset {off}): expected non-negative values"
                             )));
                         }
-                        let len = col.tform.elem.bytes(count as u64).ok_or_else(|| bad("array too large".into()))?;
+                        let len = col
+                            .tform
+                            .elem
+                            .bytes(count as u64)
+                            .ok_or_else(|| bad("array too large".into()))?;
                         let heap = self
                             .heap
                             .as_mut()
                             .ok_or_else(|| Error::Internal("heap not opened".into()))?;
                         let bytes = heap.fetch(off as u64, len).map_err(bad)?;
-                        let count = usize::try_from(count).map_err(|_| bad("array too large".into()))?;
+                        let count =
+                            usize::try_from(count).map_err(|_| bad("array too large".into()))?;
                         col.decode(bytes, count, buf);
                     }
                 }
@@ -1514,7 +1638,10 @@ impl RowSource for FitsSource {
         let first = self.rows_read + 1;
         let n = (self.nrows - self.rows_read).min(self.batch_rows as u64) as usize;
         for _ in 0..n {
-            let got = self.input.read_full(&mut self.row_buf).map_err(|e| Error::io(Path::new(&self.file), e))?;
+            let got = self
+                .input
+                .read_full(&mut self.row_buf)
+                .map_err(|e| Error::io(Path::new(&self.file), e))?;
             if got < self.row_len {
                 let row = self.rows_read + 1;
                 return Err(Error::bad(
@@ -1551,5 +1678,597 @@ impl RowSource for FitsSource {
             return Some(1.0);
         }
         Some(self.rows_read as f64 / self.nrows as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use arrow::array::{
+        Array, AsArray, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int8Array,
+        Int16Array, Int32Array, Int64Array, ListArray, StringArray, UInt8Array, UInt16Array,
+        UInt32Array, UInt64Array,
+    };
+    use arrow::compute::concat_batches;
+    use arrow::datatypes::DataType;
+
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+
+    fn opts(batch_rows: usize) -> ReadOptions {
+        ReadOptions {
+            batch_rows,
+            ..ReadOptions::default()
+        }
+    }
+
+    /// Reads every batch; returns them with their first-row numbers.
+    fn read_all(src: &mut FitsSource) -> (Vec<RecordBatch>, Vec<u64>) {
+        let mut batches = Vec::new();
+        let mut firsts = Vec::new();
+        while let Some(b) = src.next_batch().expect("batch") {
+            let RowLoc::Rows { first } = b.loc else {
+                panic!("row locations expected")
+            };
+            assert_eq!(b.batch.schema(), src.schema());
+            firsts.push(first);
+            batches.push(b.batch);
+        }
+        (batches, firsts)
+    }
+
+    fn read_one(path: &Path, o: &ReadOptions) -> RecordBatch {
+        let mut src = FitsSource::open(path, o).expect("open");
+        let (batches, _) = read_all(&mut src);
+        concat_batches(&src.schema(), &batches).expect("concat")
+    }
+
+    fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
+        b.column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .as_any()
+            .downcast_ref::<T>()
+            .unwrap_or_else(|| {
+                panic!(
+                    "column {name} has type {:?}",
+                    b.column_by_name(name).map(|c| c.data_type().clone())
+                )
+            })
+    }
+
+    fn opt<T: Array>(a: &T, f: impl Fn(usize) -> String) -> Vec<Option<String>> {
+        (0..a.len()).map(|i| a.is_valid(i).then(|| f(i))).collect()
+    }
+
+    fn list_i32(a: &ListArray) -> Vec<Vec<i32>> {
+        (0..a.len())
+            .map(|i| {
+                a.value(i)
+                    .as_primitive::<arrow::datatypes::Int32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    fn meta<'a>(b: &'a RecordBatch, name: &str, key: &str) -> Option<&'a str> {
+        let schema = b.schema_ref();
+        let f = schema.field_with_name(name).expect("field");
+        f.metadata().get(key).map(String::as_str)
+    }
+
+    fn bad(e: Error) -> (String, Option<String>, String) {
+        match e {
+            Error::BadInput {
+                place,
+                column,
+                message,
+                ..
+            } => (place, column, message),
+            other => panic!("expected BadInput, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_tform_type() {
+        let b = read_one(&fixture("fits_types.fits"), &ReadOptions::default());
+        assert_eq!(b.num_rows(), 4);
+        let s = |v: &[Option<&str>]| v.iter().map(|o| o.map(str::to_string)).collect::<Vec<_>>();
+
+        let flag = col::<BooleanArray>(&b, "flag");
+        assert_eq!(
+            flag.iter().collect::<Vec<_>>(),
+            [Some(true), Some(false), None, Some(true)]
+        );
+        let flags3 = col::<FixedSizeListArray>(&b, "flags3");
+        assert_eq!(flags3.value_length(), 3);
+        assert_eq!(
+            flags3.value(2).as_boolean().iter().collect::<Vec<_>>(),
+            [Some(true), Some(false), Some(true)]
+        );
+        let bit = col::<BooleanArray>(&b, "bit");
+        assert_eq!(
+            bit.iter().collect::<Vec<_>>(),
+            [Some(true), Some(false), Some(true), Some(false)]
+        );
+        let bits10 = col::<FixedSizeListArray>(&b, "bits10");
+        assert_eq!(bits10.value_length(), 10);
+        let bits = |i: usize| {
+            bits10
+                .value(i)
+                .as_boolean()
+                .iter()
+                .map(|v| v.unwrap_or(false))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(0), (0..10).map(|i| i % 2 == 0).collect::<Vec<_>>());
+        assert_eq!(bits(1), (0..10).map(|i| i < 3).collect::<Vec<_>>());
+
+        assert_eq!(
+            col::<UInt8Array>(&b, "u8").iter().collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(200), None]
+        );
+        let u8x3 = col::<FixedSizeListArray>(&b, "u8x3");
+        assert_eq!(
+            u8x3.value(3)
+                .as_primitive::<arrow::datatypes::UInt8Type>()
+                .values()
+                .to_vec(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            col::<Int8Array>(&b, "i8").values().to_vec(),
+            [-128, -1, 0, 127]
+        );
+        assert_eq!(
+            col::<Int16Array>(&b, "i16").values().to_vec(),
+            [-32768, -1, 0, 32767]
+        );
+        // TNULL = -32768 is compared with the stored value: physical 0 is null.
+        assert_eq!(
+            col::<UInt16Array>(&b, "u16").iter().collect::<Vec<_>>(),
+            [None, Some(1), Some(40000), Some(65535)]
+        );
+        assert_eq!(
+            col::<Int32Array>(&b, "i32").iter().collect::<Vec<_>>(),
+            [Some(1), None, Some(123456), Some(i32::MIN)]
+        );
+        assert_eq!(
+            col::<UInt32Array>(&b, "u32").values().to_vec(),
+            [0, 1, 3_000_000_000, u32::MAX]
+        );
+        assert_eq!(
+            col::<Int64Array>(&b, "i64").values().to_vec(),
+            [i64::MIN, -1, 0, i64::MAX]
+        );
+        assert_eq!(
+            col::<UInt64Array>(&b, "u64").values().to_vec(),
+            [0, 1, 1 << 63, u64::MAX]
+        );
+        assert_eq!(
+            col::<Float64Array>(&b, "scaled").values().to_vec(),
+            [10.0, 10.5, 0.0, 20.0]
+        );
+        assert_eq!(
+            opt(col::<StringArray>(&b, "name"), |i| col::<StringArray>(
+                &b, "name"
+            )
+            .value(i)
+            .to_string()),
+            s(&[Some("alpha"), Some("b"), Some(""), Some("12345678")])
+        );
+        let e = col::<Float32Array>(&b, "e");
+        assert_eq!(e.value(0), 1.5);
+        assert!(e.value(1).is_nan() && e.is_valid(1));
+        assert_eq!((e.value(2), e.value(3)), (-2.25, 3.0e10));
+        assert_eq!(
+            col::<Float64Array>(&b, "ra").values().to_vec(),
+            [10.0, 20.5, 359.999999, 0.0]
+        );
+        let e2 = col::<FixedSizeListArray>(&b, "e2");
+        assert_eq!(
+            e2.value(1)
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .values()
+                .to_vec(),
+            [3.0, 4.0]
+        );
+        let j2 = col::<FixedSizeListArray>(&b, "j2");
+        assert_eq!(
+            j2.value(3)
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .values()
+                .to_vec(),
+            [4, -4]
+        );
+        let c = col::<FixedSizeListArray>(&b, "c");
+        assert_eq!(
+            c.data_type(),
+            &colbuf::data_type(Kind::Complex(Prim::F32), Shape::Scalar)
+        );
+        let cv = |i: usize| {
+            c.value(i)
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(
+            (cv(0), cv(1), cv(3)),
+            (vec![1.0, 2.0], vec![0.0, -1.5], vec![3.0, 0.0])
+        );
+        let m = col::<FixedSizeListArray>(&b, "m");
+        assert_eq!(
+            m.value(0)
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .values()
+                .to_vec(),
+            [1.0, 2.0]
+        );
+
+        assert_eq!(
+            list_i32(col::<ListArray>(&b, "pj")),
+            [vec![1, 2, 3], vec![], vec![42], vec![-7, 8]]
+        );
+        let qd = col::<ListArray>(&b, "qd");
+        let qv = |i: usize| {
+            qd.value(i)
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!((qv(0), qv(1), qv(2)), (vec![0.5], vec![1.0, 2.0], vec![]));
+        assert!(qv(3)[0].is_nan());
+        let pa = col::<StringArray>(&b, "pa");
+        assert_eq!(
+            pa.iter().collect::<Vec<_>>(),
+            [Some("var"), Some(""), Some("longer string"), Some("x")]
+        );
+    }
+
+    #[test]
+    fn arrow_types_and_metadata() {
+        let src =
+            FitsSource::open(&fixture("fits_types.fits"), &ReadOptions::default()).expect("open");
+        let schema = src.schema();
+        let ty = |n: &str| {
+            schema
+                .field_with_name(n)
+                .expect("field")
+                .data_type()
+                .clone()
+        };
+        assert_eq!(ty("flag"), DataType::Boolean);
+        assert_eq!(ty("u8"), DataType::UInt8);
+        assert_eq!(ty("i8"), DataType::Int8);
+        assert_eq!(ty("u16"), DataType::UInt16);
+        assert_eq!(ty("u32"), DataType::UInt32);
+        assert_eq!(ty("u64"), DataType::UInt64);
+        assert_eq!(ty("scaled"), DataType::Float64);
+        assert_eq!(ty("name"), DataType::Utf8);
+        assert_eq!(ty("pa"), DataType::Utf8);
+        assert!(matches!(ty("pj"), DataType::List(f) if f.data_type() == &DataType::Int32));
+        assert!(
+            matches!(ty("j2"), DataType::FixedSizeList(f, 2) if f.data_type() == &DataType::Int32)
+        );
+        assert!(
+            matches!(ty("bits10"), DataType::FixedSizeList(f, 10) if f.data_type() == &DataType::Boolean)
+        );
+
+        let b = read_one(&fixture("fits_types.fits"), &ReadOptions::default());
+        assert_eq!(meta(&b, "ra", UNIT), Some("deg"));
+        assert_eq!(meta(&b, "ra", UCD), Some("pos.eq.ra;meta.main"));
+        assert_eq!(meta(&b, "ra", DESCRIPTION), Some("Right ascension (ICRS)"));
+        assert_eq!(meta(&b, "e", UNIT), Some("mag"));
+        assert_eq!(
+            meta(&b, "e", DESCRIPTION),
+            Some("magnitude from TTYPE comment")
+        );
+        // A CONTINUE long string with a '' escape.
+        assert_eq!(
+            meta(&b, "name", DESCRIPTION),
+            Some(
+                "A description long enough that astropy has to split it over CONTINUE cards, with a quote ' inside"
+            )
+        );
+        assert_eq!(meta(&b, "i16", UNIT), None);
+    }
+
+    #[test]
+    fn streams_in_batches() {
+        let path = fixture("fits_many.fits");
+        let mut src = FitsSource::open(&path, &opts(300)).expect("open");
+        assert_eq!(src.progress(), Some(0.0));
+        let mut firsts = Vec::new();
+        let mut ids = Vec::new();
+        let mut arrs = Vec::new();
+        while let Some(b) = src.next_batch().expect("batch") {
+            let RowLoc::Rows { first } = b.loc else {
+                panic!()
+            };
+            firsts.push(first);
+            assert!(b.batch.num_rows() <= 300);
+            ids.extend(col::<Int64Array>(&b.batch, "id").values().iter().copied());
+            arrs.extend(list_i32(col::<ListArray>(&b.batch, "arr")));
+            let p = src.progress().expect("progress");
+            assert!((p - ids.len() as f64 / 2000.0).abs() < 1e-12);
+        }
+        assert_eq!(firsts, [1, 301, 601, 901, 1201, 1501, 1801]);
+        assert_eq!(ids, (1..=2000).collect::<Vec<i64>>());
+        for (i, a) in (1..=2000i32).zip(&arrs) {
+            assert_eq!(*a, (0..i % 5).map(|k| i + k).collect::<Vec<_>>(), "row {i}");
+        }
+        // Same rows, whatever the batch size.
+        let one = read_one(&path, &opts(1 << 20));
+        let small = read_one(&path, &opts(7));
+        assert_eq!(one, small);
+        let (_, firsts) =
+            read_all(&mut FitsSource::open(&fixture("fits_types.fits"), &opts(1)).expect("open"));
+        assert_eq!(firsts, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn projection_and_skipped_hdus() {
+        let o = ReadOptions {
+            projection: Some(vec!["pj".into(), "ra".into(), "nope".into()]),
+            ..ReadOptions::default()
+        };
+        let b = read_one(&fixture("fits_types.fits"), &o);
+        let names: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["ra", "pj"]);
+        assert_eq!(list_i32(col::<ListArray>(&b, "pj"))[3], [-7, 8]);
+
+        // A primary image, an IMAGE and an ASCII TABLE come before the BINTABLE.
+        let b = read_one(&fixture("fits_after_image.fits"), &ReadOptions::default());
+        assert_eq!(col::<Int32Array>(&b, "id").values().to_vec(), [7, 8, 9]);
+    }
+
+    #[test]
+    fn compressed_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = std::fs::read(fixture("fits_after_image.fits")).expect("read");
+        let path = dir.path().join("t.fits.zst");
+        std::fs::write(&path, zstd::encode_all(&raw[..], 3).expect("zstd")).expect("write");
+        let b = read_one(&path, &ReadOptions::default());
+        assert_eq!(col::<Int32Array>(&b, "id").values().to_vec(), [7, 8, 9]);
+        // P columns need a seekable file.
+        let raw = std::fs::read(fixture("fits_many.fits")).expect("read");
+        let path = dir.path().join("m.fits.zst");
+        std::fs::write(&path, zstd::encode_all(&raw[..], 3).expect("zstd")).expect("write");
+        assert!(
+            matches!(FitsSource::open(&path, &ReadOptions::default()), Err(Error::Usage(m)) if m.contains("P/Q"))
+        );
+    }
+
+    /// A FITS file: an empty primary HDU and a BINTABLE with `cards` and `data`.
+    fn fits_bytes(cards: &[String], data: &[u8]) -> Vec<u8> {
+        let header = |cards: &[String]| {
+            let mut h: Vec<u8> = Vec::new();
+            for c in cards.iter().map(String::as_str).chain(["END"]) {
+                h.extend(format!("{c:<80}").bytes());
+            }
+            h.resize(h.len().div_ceil(BLOCK) * BLOCK, b' ');
+            h
+        };
+        let mut out = header(&[
+            "SIMPLE  =                    T".into(),
+            "BITPIX  =                    8".into(),
+            "NAXIS   =                    0".into(),
+        ]);
+        out.extend(header(cards));
+        out.extend(data);
+        out
+    }
+
+    fn card(k: &str, v: &str) -> String {
+        format!("{k:<8}= {v:>20}")
+    }
+
+    fn table_cards(naxis1: &str, naxis2: &str, forms: &[(&str, &str)]) -> Vec<String> {
+        let mut c = vec![
+            card("XTENSION", "'BINTABLE'"),
+            card("BITPIX", "8"),
+            card("NAXIS", "2"),
+            card("NAXIS1", naxis1),
+            card("NAXIS2", naxis2),
+            card("PCOUNT", "0"),
+            card("GCOUNT", "1"),
+            card("TFIELDS", &forms.len().to_string()),
+        ];
+        for (i, (name, form)) in forms.iter().enumerate() {
+            c.push(card(&format!("TTYPE{}", i + 1), &format!("'{name}'")));
+            c.push(card(&format!("TFORM{}", i + 1), &format!("'{form}'")));
+        }
+        c
+    }
+
+    fn open_bytes(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.fits");
+        std::fs::write(&path, bytes).expect("write");
+        let mut src = FitsSource::open(&path, &opts(2))?;
+        let mut out = Vec::new();
+        while let Some(b) = src.next_batch()? {
+            out.push(b.batch);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn hand_written_table() {
+        // Two J values and a 3A string per row, big-endian.
+        let cards = table_cards("7", "2", &[("x", "J"), ("s", "3A")]);
+        let mut data = Vec::new();
+        data.extend(5i32.to_be_bytes());
+        data.extend(b"ab ");
+        data.extend((-6i32).to_be_bytes());
+        data.extend(b"c\0z");
+        let batches = open_bytes(&fits_bytes(&cards, &data)).expect("read");
+        assert_eq!(batches.len(), 1);
+        assert_eq!(
+            col::<Int32Array>(&batches[0], "x").values().to_vec(),
+            [5, -6]
+        );
+        assert_eq!(
+            col::<StringArray>(&batches[0], "s")
+                .iter()
+                .collect::<Vec<_>>(),
+            [Some("ab"), Some("c")]
+        );
+    }
+
+    #[test]
+    fn malformed_inputs_name_the_place() {
+        // Not FITS at all.
+        let (place, _, msg) = bad(open_bytes(b"hello world").unwrap_err());
+        assert!(
+            place.contains("HDU 0") && msg.contains("not a FITS file"),
+            "{place}: {msg}"
+        );
+
+        // Only a primary HDU.
+        let mut only = Vec::new();
+        for c in [
+            "SIMPLE  =                    T",
+            "BITPIX  =                    8",
+            "NAXIS   =                    0",
+            "END",
+        ] {
+            only.extend(format!("{c:<80}").bytes());
+        }
+        only.resize(BLOCK, b' ');
+        let (_, _, msg) = bad(open_bytes(&only).unwrap_err());
+        assert!(msg.contains("no BINTABLE"), "{msg}");
+
+        // Bad TFORM.
+        let cards = table_cards("4", "1", &[("x", "Z")]);
+        let (place, column, msg) = bad(open_bytes(&fits_bytes(&cards, &[0; 4])).unwrap_err());
+        assert_eq!(place, "HDU 1 header card 10");
+        assert_eq!(column.as_deref(), Some("x"));
+        assert!(
+            msg.contains("bad TFORM1 = 'Z'") && msg.contains("expected"),
+            "{msg}"
+        );
+
+        // Non-numeric keyword.
+        let cards = table_cards("4", "'many'", &[("x", "J")]);
+        let (place, _, msg) = bad(open_bytes(&fits_bytes(&cards, &[0; 4])).unwrap_err());
+        assert_eq!(place, "HDU 1 header card 5");
+        assert!(
+            msg.contains("NAXIS2") && msg.contains("expected an integer"),
+            "{msg}"
+        );
+
+        // NAXIS1 does not match the columns.
+        let cards = table_cards("6", "1", &[("x", "J")]);
+        let (_, _, msg) = bad(open_bytes(&fits_bytes(&cards, &[0; 6])).unwrap_err());
+        assert!(
+            msg.contains("NAXIS1 = 6") && msg.contains("4 bytes"),
+            "{msg}"
+        );
+
+        // Truncated data: 3 rows of 4 bytes declared, 2.5 present.
+        let cards = table_cards("4", "3", &[("x", "J")]);
+        let (place, _, msg) = bad(open_bytes(&fits_bytes(&cards, &[0; 10])).unwrap_err());
+        assert_eq!(place, "row 3");
+        assert!(msg.contains("truncated"), "{msg}");
+
+        // Header without END.
+        let mut no_end = fits_bytes(&table_cards("4", "1", &[("x", "J")]), &[]);
+        no_end.truncate(BLOCK + 800);
+        let (place, _, msg) = bad(open_bytes(&no_end).unwrap_err());
+        assert_eq!(place, "HDU 1 header");
+        assert!(msg.contains("END"), "{msg}");
+
+        // A P descriptor pointing outside the heap.
+        let mut cards = table_cards("8", "1", &[("v", "PJ")]);
+        cards[5] = card("PCOUNT", "8");
+        let mut data = Vec::new();
+        data.extend(3i32.to_be_bytes());
+        data.extend(4i32.to_be_bytes());
+        data.extend([0u8; 8]);
+        let (place, column, msg) = bad(open_bytes(&fits_bytes(&cards, &data)).unwrap_err());
+        assert_eq!((place.as_str(), column.as_deref()), ("row 1", Some("v")));
+        assert!(msg.contains("past the end of the heap"), "{msg}");
+    }
+
+    #[test]
+    fn truncated_fixture_names_first_missing_row() {
+        let raw = std::fs::read(fixture("fits_many.fits")).expect("read");
+        // Data starts after two 2880-byte header blocks... find it from the reader.
+        let src =
+            FitsSource::open(&fixture("fits_many.fits"), &ReadOptions::default()).expect("open");
+        let start = src.data_start as usize;
+        let cut = start + 24 * 1000 + 5; // rows are 24 bytes: row 1001 is partial
+        let (place, _, msg) = bad(open_bytes(&raw[..cut]).unwrap_err());
+        assert_eq!(place, "row 1001", "{msg}");
+    }
+
+    #[test]
+    fn header_values() {
+        assert_eq!(
+            parse_value(" 'it''s ok'   / comment"),
+            Ok((Some("it's ok".into()), true, "comment".into()))
+        );
+        assert_eq!(
+            parse_value("  1.5D3 / x"),
+            Ok((Some("1.5D3".into()), false, "x".into()))
+        );
+        assert_eq!(parse_float("1.5D3"), Some(1500.0));
+        assert!(parse_value(" 'open").is_err());
+        assert_eq!(
+            parse_tform("1PE(12)").map(|t| (t.elem, t.var)),
+            Ok((Elem::E, Some(false)))
+        );
+        assert_eq!(
+            parse_tform("QD").map(|t| (t.elem, t.var)),
+            Ok((Elem::D, Some(true)))
+        );
+        assert_eq!(
+            parse_tform("20A8").map(|t| (t.repeat, t.elem)),
+            Ok((20, Elem::A))
+        );
+        assert!(parse_tform("2PJ").is_err());
+        assert!(parse_tform("3JX").is_err());
+        assert!(parse_tform("").is_err());
+    }
+
+    /// Corrupted bytes anywhere must give errors, never panics.
+    #[test]
+    fn corrupted_files_never_panic() {
+        let raw = std::fs::read(fixture("fits_types.fits")).expect("read");
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.fits");
+        for round in 0..300 {
+            let mut b = raw.clone();
+            for _ in 0..1 + round % 8 {
+                let i = (next() % b.len() as u64) as usize;
+                b[i] = next() as u8;
+            }
+            if round % 5 == 0 {
+                b.truncate((next() % b.len() as u64) as usize);
+            }
+            std::fs::write(&path, &b).expect("write");
+            if let Ok(mut src) = FitsSource::open(&path, &opts(3)) {
+                while let Ok(Some(_)) = src.next_batch() {}
+            }
+        }
     }
 }

@@ -1,0 +1,351 @@
+//! Command-line interface. Every flag has a long name, an environment variable where it makes
+//! sense, a default, and a doc comment that is its `--help` text.
+#![allow(clippy::print_stdout)] // The CLI's output is its product.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{parse_size, store_options};
+
+/// Tessera: astronomical catalogs as HEALPix-partitioned Parquet (HATS), served over IVOA
+/// protocols.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about)]
+pub struct Cli {
+    /// More logging (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a data root over HTTP (the default command). Without --data, builds the demo
+    /// archive (real Hipparcos stars) into ./tessera-data on first run.
+    Serve(ServeArgs),
+    /// Load catalog files into a HATS catalog at ROOT/<schema>/<table>.
+    Load(LoadArgs),
+    /// Describe a catalog: partitions, orders, rows, columns and their metadata.
+    Info(InfoArgs),
+}
+
+/// Object-store flags shared by the subcommands.
+#[derive(Debug, Args, Default)]
+pub struct StoreArgs {
+    /// S3-compatible endpoint URL for s3:// locations (else AWS_ENDPOINT_URL).
+    #[arg(long, env = "TESSERA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (else AWS_REGION, else us-east-1).
+    #[arg(long, env = "TESSERA_S3_REGION")]
+    pub s3_region: Option<String>,
+}
+
+/// `tessera serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data root: a directory, file:// or s3:// URL holding <schema>/<table>/ catalogs.
+    #[arg(long, env = "TESSERA_DATA")]
+    pub data: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tessera load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Input files (CSV/TSV, Parquet, FITS binary table, VOTable, CDS fixed-width .dat; .zst
+    /// compressed text is read directly). All must have the same columns.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Target catalog: ROOT/<schema>/<table> as a path, file://, or s3:// URL.
+    #[arg(long)]
+    pub catalog: String,
+    /// Input format (csv, tsv, parquet, fits, votable, cds); guessed from the file name.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// RA column (found by UCD pos.eq.ra or common names otherwise). Radians and hours are
+    /// converted by the column's unit.
+    #[arg(long)]
+    pub ra: Option<String>,
+    /// Dec column (found by UCD pos.eq.dec or common names otherwise).
+    #[arg(long)]
+    pub dec: Option<String>,
+    /// Maximum rows per partition (hats-import's pixel_threshold).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub pixel_threshold: u64,
+    /// Mapping order: histogram and skymap order, and the deepest partition order.
+    #[arg(long, default_value_t = 10)]
+    pub highest_order: u8,
+    /// Shallowest partition order.
+    #[arg(long, default_value_t = 0)]
+    pub lowest_order: u8,
+    /// Partition top-down (first ancestor under the threshold) instead of hats-import's
+    /// default drop-empty-siblings rule.
+    #[arg(long)]
+    pub keep_empty_siblings: bool,
+    /// Memory budget for buffering, sorting and writing (e.g. 512M, 4G); beyond it rows spill
+    /// to scratch files.
+    #[arg(long, default_value = "2G", value_parser = parse_size)]
+    pub memory_limit: u64,
+    /// Skip and report up to N malformed rows instead of failing on the first.
+    #[arg(long, default_value_t = 0)]
+    pub skip_bad_rows: u64,
+    /// Rows per Parquet row group.
+    #[arg(long, default_value_t = 65_536)]
+    pub row_group_rows: usize,
+    /// ZSTD compression level of the leaves (hats-import uses 15).
+    #[arg(long, default_value_t = 3)]
+    pub zstd_level: i32,
+    /// Secondary sort columns after _healpix_29, comma-separated (hats_cols_sort).
+    #[arg(long, value_delimiter = ',')]
+    pub sort_columns: Vec<String>,
+    /// Column types for text inputs, e.g. `id=int64,flag=string` (int64, double, boolean,
+    /// string); the rest are inferred from the first rows.
+    #[arg(long, value_delimiter = ',')]
+    pub column_types: Vec<String>,
+    /// Field delimiter for text inputs (`,` or `\t`; default by extension and header).
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// CDS ReadMe describing fixed-width inputs (default: ReadMe next to the input).
+    #[arg(long)]
+    pub readme: Option<PathBuf>,
+    /// Scratch directory for spill files (default: the system temp directory).
+    #[arg(long, env = "TESSERA_SCRATCH")]
+    pub scratch: Option<PathBuf>,
+    /// Never draw the progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tessera info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The catalog: path, file:// or s3:// URL.
+    pub catalog: String,
+    /// Also read every row and print an order-independent checksum of all values.
+    #[arg(long)]
+    pub checksum: bool,
+    /// Columns for --checksum (default: all but _healpix_29).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Installs the log subscriber (stderr; `RUST_LOG` overrides the verbosity flag).
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve(ServeArgs {
+        data: None,
+        listen: ([127, 0, 0, 1], 8080).into(),
+        store: StoreArgs::default(),
+    })) {
+        Command::Serve(a) => serve(a),
+        Command::Load(a) => load(a),
+        Command::Info(a) => info(a),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let store = store_options(a.store.s3_endpoint, a.store.s3_region);
+    let data = match a.data {
+        Some(d) => d,
+        None => {
+            let root = PathBuf::from("tessera-data");
+            if crate::demo::ensure_demo(&root)? {
+                println!("Built the demo archive in {}", root.display());
+            }
+            root.display().to_string()
+        }
+    };
+    let root = tessera_engine::Location::parse(&data, &store)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let archive = tessera_engine::Archive::open(root)
+            .await
+            .with_context(|| format!("opening data root {data}"))?;
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "Tessera serving {} catalog(s) from {data}",
+            archive.catalogs().len()
+        );
+        println!("  home:   http://{addr}/");
+        println!("  health: http://{addr}/health");
+        let app = crate::routes::app(crate::routes::AppState::new(archive));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving HTTP")
+    })
+}
+
+fn load(a: LoadArgs) -> anyhow::Result<()> {
+    let format = match &a.format {
+        Some(f) => Some(tessera_loader::Format::parse(f).with_context(|| {
+            format!("unknown --format {f}; use csv, tsv, parquet, fits, votable or cds")
+        })?),
+        None => None,
+    };
+    let mut column_types = Vec::new();
+    for spec in &a.column_types {
+        let (name, ty) = spec
+            .split_once('=')
+            .with_context(|| format!("--column-types: expected name=type, got `{spec}`"))?;
+        let dt = tessera_loader::read::csv::parse_type_name(ty).with_context(|| {
+            format!("--column-types: unknown type `{ty}` (int64, double, boolean, string)")
+        })?;
+        column_types.push((name.to_string(), dt));
+    }
+    let delimiter = match a.delimiter.as_deref() {
+        None => None,
+        Some("\\t") | Some("\t") | Some("tab") => Some(b'\t'),
+        Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+        Some(d) => bail!("--delimiter must be one character or \\t, got `{d}`"),
+    };
+    let opts = tessera_loader::LoadOptions {
+        inputs: a.inputs,
+        catalog: a.catalog.clone(),
+        store: store_options(a.store.s3_endpoint, a.store.s3_region),
+        format,
+        ra: a.ra,
+        dec: a.dec,
+        plan: tessera_loader::PlanSettings {
+            threshold: a.pixel_threshold,
+            lowest_order: a.lowest_order,
+            drop_empty_siblings: !a.keep_empty_siblings,
+        },
+        highest_order: a.highest_order,
+        memory_limit: a.memory_limit,
+        skip_bad_rows: a.skip_bad_rows,
+        leaf: tessera_loader::LeafSettings {
+            row_group_rows: a.row_group_rows,
+            zstd_level: a.zstd_level,
+            sort_columns: a.sort_columns,
+        },
+        read: tessera_loader::ReadOptions {
+            column_types,
+            delimiter,
+            readme: a.readme,
+            ..Default::default()
+        },
+        progress: !a.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        scratch: a.scratch,
+    };
+    let t = std::time::Instant::now();
+    let r = tessera_loader::load(&opts)?;
+    let secs = t.elapsed().as_secs_f64();
+    for b in &r.bad_rows {
+        println!("skipped: {b}");
+    }
+    println!(
+        "loaded {} rows into {} ({} partitions, deepest order {}) in {:.2} s: {:.0} rows/s",
+        r.rows,
+        a.catalog,
+        r.partitions,
+        r.max_order,
+        secs,
+        r.rows as f64 / secs.max(1e-9)
+    );
+    println!(
+        "  passes: histogram {:.2} s, scatter {:.2} s, sort+write {:.2} s, publish {:.2} s; spilled {} MiB; RA/Dec columns {}, {}",
+        r.seconds[0],
+        r.seconds[1],
+        r.seconds[2],
+        r.seconds[3],
+        r.spilled_bytes >> 20,
+        r.ra_dec.0,
+        r.ra_dec.1
+    );
+    if !r.bad_rows.is_empty() {
+        println!("  {} malformed row(s) skipped", r.bad_rows.len());
+    }
+    Ok(())
+}
+
+fn info(a: InfoArgs) -> anyhow::Result<()> {
+    let store = store_options(a.store.s3_endpoint, a.store.s3_region);
+    let loc = tessera_engine::Location::parse(&a.catalog, &store)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let cat = tessera_engine::Catalog::open(&loc)
+            .await
+            .with_context(|| format!("opening {}", a.catalog))?;
+        let name = loc
+            .prefix
+            .parts()
+            .last()
+            .map(|p| p.as_ref().to_string())
+            .unwrap_or_default();
+        let d = tessera_engine::CatalogInfo::describe("", &name, &cat);
+        println!("catalog:    {}", loc.url);
+        println!("rows:       {}", d.rows);
+        println!("partitions: {}", d.partitions);
+        let orders: Vec<String> = d.orders.iter().map(|(o, n)| format!("{o}:{n}")).collect();
+        println!("orders:     {} (order:partitions)", orders.join(" "));
+        println!(
+            "ra/dec:     {} / {}",
+            d.ra_dec.0.as_deref().unwrap_or("?"),
+            d.ra_dec.1.as_deref().unwrap_or("?")
+        );
+        println!("properties:");
+        for (k, v) in cat.properties.entries() {
+            println!("  {k}={v}");
+        }
+        println!("columns:");
+        for c in &d.columns {
+            let mut extra = Vec::new();
+            if let Some(u) = &c.meta.unit {
+                extra.push(format!("unit={u}"));
+            }
+            if let Some(u) = &c.meta.ucd {
+                extra.push(format!("ucd={u}"));
+            }
+            if let Some(u) = &c.meta.description {
+                extra.push(format!("\"{u}\""));
+            }
+            println!("  {:<16} {:<10} {}", c.name, c.data_type, extra.join(" "));
+        }
+        if a.checksum {
+            let cols = (!a.columns.is_empty()).then(|| a.columns.clone());
+            let sum = tessera_loader::checksum::catalog_checksum(&cat, cols).await?;
+            println!("checksum:   {}", sum.digest());
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,58 @@
+//! Configuration that comes from the environment. Only `main`, the CLI and this module read
+//! environment variables; the library crates receive explicit settings.
+
+use tessera_engine::StoreOptions;
+
+/// Object-store settings from the usual AWS variables (`AWS_ENDPOINT_URL`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` or
+/// `AWS_DEFAULT_REGION`, `AWS_ALLOW_HTTP`), overridden by explicit flags.
+pub fn store_options(endpoint: Option<String>, region: Option<String>) -> StoreOptions {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    StoreOptions {
+        s3_endpoint: endpoint
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL")),
+        s3_region: region
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION")),
+        s3_access_key_id: env("AWS_ACCESS_KEY_ID"),
+        s3_secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
+        s3_session_token: env("AWS_SESSION_TOKEN"),
+        s3_allow_http: env("AWS_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1"),
+    }
+}
+
+/// Parses a byte size such as `512M`, `4G`, `1.5GiB` or `1000000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 512M, 4G)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3X").is_err());
+    }
+}

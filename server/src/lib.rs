@@ -1,0 +1,8 @@
+//! Tessera's server and command-line interface: the only crate that knows HTTP and wire
+//! formats. Issue 2 serves `/` (an HTML page listing the catalogs) and `/health`; the IVOA
+//! protocols arrive with later issues.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod routes;

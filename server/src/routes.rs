@@ -1,0 +1,121 @@
+//! Every HTTP route, declared in [`app`]. Handlers are thin: extract, ask the engine, render.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tessera_engine::Archive;
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    archive: Arc<Archive>,
+}
+
+impl AppState {
+    /// State over an opened archive.
+    pub fn new(archive: Archive) -> AppState {
+        AppState {
+            archive: Arc::new(archive),
+        }
+    }
+}
+
+/// The application router (tests call it without a socket).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_and_cors))
+        .with_state(state)
+}
+
+/// One log line per request with its timing, and CORS on every response (errors included).
+async fn log_and_cors(req: Request, next: Next) -> Response {
+    let t = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    tracing::info!(
+        "{method} {path} {} {:.1} ms",
+        resp.status().as_u16(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    resp
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(
+            "{{\"status\":\"ok\",\"catalogs\":{}}}\n",
+            s.archive.catalogs().len()
+        ),
+    )
+        .into_response()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn home(State(s): State<AppState>) -> Html<String> {
+    let mut h = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tessera</title>\n\
+         <style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>\n\
+         <h1>Tessera</h1>\n<p>Astronomical catalogs as HEALPix-partitioned Parquet (HATS).</p>\n",
+    );
+    let cats = s.archive.catalogs();
+    h.push_str(&format!("<h2>Catalogs ({})</h2>\n", cats.len()));
+    if cats.is_empty() {
+        h.push_str(
+            "<p>No catalogs under this data root. Load one with <code>tessera load</code>.</p>\n",
+        );
+    }
+    for c in cats {
+        h.push_str(&format!(
+            "<h3 id=\"{id}\">{id}</h3>\n<p>{} rows in {} partitions (orders {})</p>\n",
+            c.rows,
+            c.partitions,
+            c.orders
+                .iter()
+                .map(|(o, n)| format!("{o}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            id = esc(&c.qualified_name()),
+        ));
+        h.push_str("<table><tr><th>column</th><th>type</th><th>unit</th><th>UCD</th><th>description</th></tr>\n");
+        for col in &c.columns {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&col.name),
+                esc(&col.data_type),
+                esc(col.meta.unit.as_deref().unwrap_or("")),
+                esc(col.meta.ucd.as_deref().unwrap_or("")),
+                esc(col.meta.description.as_deref().unwrap_or("")),
+            ));
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str(
+        "<h2>Services</h2>\n<ul><li><a href=\"/health\">/health</a></li></ul>\n</body></html>\n",
+    );
+    Html(h)
+}
