@@ -428,7 +428,24 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
             }
         }
     }
-    let (input_schema, _) = first.ok_or_else(|| Error::Internal("no inputs".into()))?;
+    let (mut input_schema, first_path) = first.ok_or_else(|| Error::Internal("no inputs".into()))?;
+    // Text inputs infer types from a sample; a typo in a coordinate makes the column text.
+    // Coordinates must be numbers, so read them as such and let the bad value be reported
+    // at its line (or skipped).
+    let mut forced = Vec::new();
+    for (given, is_ra) in [(opts.ra.as_deref(), true), (opts.dec.as_deref(), false)] {
+        if let Err(Error::Usage(m)) = find_coord(&input_schema, given, is_ra)
+            && m.contains("is Utf8, not a number")
+            && let Some(name) = m.split('`').nth(1)
+            && !read.column_types.iter().any(|(n, _)| n == name)
+        {
+            forced.push((name.to_string(), DataType::Float64));
+        }
+    }
+    if !forced.is_empty() {
+        read.column_types.extend(forced);
+        input_schema = open(&first_path, opts.format, &ReadOptions { projection: None, ..read.clone() })?.schema();
+    }
     let ra = find_coord(&input_schema, opts.ra.as_deref(), true)?;
     let dec = find_coord(&input_schema, opts.dec.as_deref(), false)?;
     let schema = catalog_schema(&input_schema, &ra, &dec);
@@ -620,7 +637,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     let table = target
         .prefix
         .parts()
-        .last()
+        .next_back()
         .map(|p| p.as_ref().to_string())
         .unwrap_or_else(|| "catalog".into());
     props.set("obs_collection", table);

@@ -93,7 +93,7 @@ impl Catalog {
         self.properties.get("hats_col_dec")
     }
 
-    /// Reads one partition, optionally only the named columns.
+    /// Reads one partition, optionally only the named columns (in the order given).
     pub async fn read_partition(
         &self,
         pixel: Pixel,
@@ -118,7 +118,22 @@ impl Catalog {
             builder = builder.with_projection(mask);
         }
         let stream = builder.with_batch_size(65_536).build()?;
-        Ok(stream.try_collect().await?)
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        match columns {
+            // The projection mask yields file order; return the order asked for.
+            Some(cols) => batches
+                .iter()
+                .map(|b| {
+                    let idx = cols
+                        .iter()
+                        .map(|c| b.schema().index_of(c))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    b.project(&idx)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::from),
+            None => Ok(batches),
+        }
     }
 }
 

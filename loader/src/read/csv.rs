@@ -337,7 +337,7 @@ fn record_boundary(buf: &[u8]) -> Option<usize> {
     for i in (0..buf.len()).rev() {
         match buf[i] {
             b'"' => quotes_after += 1,
-            b'\n' if (total_quotes - quotes_after) % 2 == 0 => return Some(i + 1),
+            b'\n' if (total_quotes - quotes_after).is_multiple_of(2) => return Some(i + 1),
             _ => {}
         }
     }

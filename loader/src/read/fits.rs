@@ -989,7 +989,8 @@ fn parse_tform(s: &str) -> std::result::Result<Tform, String> {
     let elem = Elem::from_letter(letter)
         .ok_or_else(|| format!("unknown type '{letter}'; {TFORM_HELP}"))?;
     // `rAw` (fixed-width substrings) is allowed; nothing else may follow the letter.
-    if !tail.is_empty() && !(elem == Elem::A && tail.chars().all(|c| c.is_ascii_digit())) {
+    let substring_width = elem == Elem::A && tail.chars().all(|c| c.is_ascii_digit());
+    if !tail.is_empty() && !substring_width {
         return Err(format!(
             "unexpected '{tail}' after the type letter; {TFORM_HELP}"
         ));
@@ -1496,10 +1497,7 @@ impl FitsSource {
 
         // Projection.
         let keep: Vec<bool> = match &opts.projection {
-            Some(p) => columns
-                .iter()
-                .map(|c| p.iter().any(|n| *n == c.name))
-                .collect(),
+            Some(p) => columns.iter().map(|c| p.contains(&c.name)).collect(),
             None => vec![true; columns.len()],
         };
         let mut out = Vec::new();

@@ -1,0 +1,11 @@
+//! Workspace integration tests: one binary, one module per concern.
+
+mod common;
+/// Bad input and interrupted loads: clear errors, nothing half-written, previous versions kept.
+mod bad_input;
+/// Compatibility with the Python HATS stack (hats validator, LSDB cones, hats-import output).
+mod compat;
+/// Loading and reading back: row counts and value checksums preserved.
+mod roundtrip;
+/// Catalogs on a real S3-compatible server (moto, started by the test).
+mod s3;
