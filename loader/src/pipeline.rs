@@ -702,8 +702,8 @@ fn scatter(
     let n = b.batch.num_rows();
     let mut h = Vec::with_capacity(n);
     let mut part = Vec::with_capacity(n);
-    for i in 0..n {
-        if !keep[i] {
+    for (i, &kept) in keep.iter().enumerate() {
+        if !kept {
             h.push(0);
             part.push(u32::MAX);
             continue;

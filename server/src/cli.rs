@@ -29,7 +29,7 @@ pub enum Command {
     /// archive (real Hipparcos stars) into ./tessera-data on first run.
     Serve(ServeArgs),
     /// Load catalog files into a HATS catalog at ROOT/<schema>/<table>.
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
     /// Describe a catalog: partitions, orders, rows, columns and their metadata.
     Info(InfoArgs),
 }
@@ -165,7 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         store: StoreArgs::default(),
     })) {
         Command::Serve(a) => serve(a),
-        Command::Load(a) => load(a),
+        Command::Load(a) => load(*a),
         Command::Info(a) => info(a),
     }
 }
@@ -306,12 +306,7 @@ fn info(a: InfoArgs) -> anyhow::Result<()> {
         let cat = tessera_engine::Catalog::open(&loc)
             .await
             .with_context(|| format!("opening {}", a.catalog))?;
-        let name = loc
-            .prefix
-            .parts()
-            .last()
-            .map(|p| p.as_ref().to_string())
-            .unwrap_or_default();
+        let name = loc.prefix.filename().map(str::to_string).unwrap_or_default();
         let d = tessera_engine::CatalogInfo::describe("", &name, &cat);
         println!("catalog:    {}", loc.url);
         println!("rows:       {}", d.rows);

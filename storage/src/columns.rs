@@ -173,11 +173,7 @@ pub fn parse_voparquet_content(xml: &str) -> Vec<(String, ColumnMeta)> {
     let mut out: Vec<(String, ColumnMeta)> = Vec::new();
     let mut in_field_desc = false;
     let mut in_field = false;
-    loop {
-        let ev = match reader.read_event() {
-            Ok(ev) => ev,
-            Err(_) => break,
-        };
+    while let Ok(ev) = reader.read_event() {
         match ev {
             Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"FIELD" => {
                 let mut name = None;

@@ -186,9 +186,8 @@ impl CatalogBuilder {
         check_schema(&schema)?;
         let table_name = target
             .prefix
-            .parts()
-            .last()
-            .map(|p| p.as_ref().to_string())
+            .filename()
+            .map(str::to_string)
             .unwrap_or_else(|| "catalog".to_string());
         let staging = match &target.local_dir {
             Some(dir) => {

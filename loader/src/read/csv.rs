@@ -145,9 +145,10 @@ impl CsvSource {
         let header_line = &pending[start..header_end];
         let delimiter = opts.delimiter.unwrap_or_else(|| {
             let lower = file.to_ascii_lowercase();
-            if lower.ends_with(".tsv") || lower.ends_with(".tsv.zst") {
-                b'\t'
-            } else if !header_line.contains(&b',') && header_line.contains(&b'\t') {
+            if lower.ends_with(".tsv")
+                || lower.ends_with(".tsv.zst")
+                || (!header_line.contains(&b',') && header_line.contains(&b'\t'))
+            {
                 b'\t'
             } else {
                 b','
@@ -623,11 +624,7 @@ fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<Sour
     let mut lines = Vec::with_capacity(est_rows);
     let mut vals: Vec<Val> = Vec::with_capacity(ctx.projection.len());
     let mut it = RecordIter::new(bytes, ctx.delimiter);
-    loop {
-        let (offset, rec) = match it.next_record() {
-            Some(r) => r,
-            None => break,
-        };
+    while let Some((offset, rec)) = it.next_record() {
         let line = first_line + offset;
         let mut fault: Option<(Option<String>, String)> = None;
         if rec.len() != ctx.ncols {

@@ -50,7 +50,7 @@
 //! * Columns with repeat 0 hold no data and are left out of the schema.
 //! * Only the first BINTABLE is read; ASCII `TABLE` extensions are skipped, not read.
 //!
-//! This module also holds [`colbuf`], the column accumulator the VOTable reader shares.
+//! This module also holds `colbuf`, the column accumulator the VOTable reader shares.
 
 use std::fmt;
 use std::fs::File;

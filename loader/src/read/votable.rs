@@ -24,6 +24,7 @@
 //! `VALUES null="…"` makes matching values of integer fields null (array elements too). Batches
 //! of `batch_rows` rows are produced as the document is parsed; the reader stops at the end of
 //! the first table's data. `.zst` files are decompressed on the fly.
+//! Documents must be UTF-8 (or ASCII); other declared encodings are not converted.
 //!
 //! # Arrow type mapping
 //!
@@ -342,8 +343,9 @@ fn parse_td(f: &VoField, text: &str, mut sink: Sink<'_>) -> std::result::Result<
         }
         Dt::UByte | Dt::Short | Dt::Int | Dt::Long => {
             let (lo, hi) = f.dt.int_range().unwrap_or((i64::MIN, i64::MAX));
-            let toks: Vec<&str> = t.split(is_sep).filter(|s| !s.is_empty()).collect();
-            expect(toks.len() as u64)?;
+            // Iterators, not vectors: no allocation per cell.
+            let toks = t.split(is_sep).filter(|s| !s.is_empty());
+            expect(toks.clone().count() as u64)?;
             for tok in toks {
                 let v = parse_int(tok, f.dt).ok_or_else(|| {
                     format!(
@@ -355,8 +357,8 @@ fn parse_td(f: &VoField, text: &str, mut sink: Sink<'_>) -> std::result::Result<
             }
         }
         Dt::Float | Dt::Double => {
-            let toks: Vec<&str> = t.split(is_sep).filter(|s| !s.is_empty()).collect();
-            expect(toks.len() as u64)?;
+            let toks = t.split(is_sep).filter(|s| !s.is_empty());
+            expect(toks.clone().count() as u64)?;
             for tok in toks {
                 let v = parse_float(tok)
                     .ok_or_else(|| format!("expected a number ({}), found '{tok}'", f.dt.name()))?;

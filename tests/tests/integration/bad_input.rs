@@ -36,7 +36,7 @@ fn failed_reload_leaves_the_previous_version_intact() {
     let target = dir.path().join("root/s/t");
     load(&small_load(&good, target.to_str().unwrap()));
     let cat = open(target.to_str().unwrap(), &StoreOptions::default());
-    let (src, cols) = source_digest(&[good.clone()], None, &ReadOptions::default());
+    let (src, cols) = source_digest(std::slice::from_ref(&good), None, &ReadOptions::default());
     let before = catalog_digest(&cat, &cols);
     assert_eq!(before, src);
 

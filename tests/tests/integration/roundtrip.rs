@@ -47,8 +47,8 @@ fn hip2_round_trips_every_value_with_units_and_converted_positions() {
                 .unwrap();
             let ra = b.column(1).as_primitive::<Float64Type>();
             let dec = b.column(2).as_primitive::<Float64Type>();
-            for i in 0..hip.len() {
-                if hip[i] == 32349 {
+            for (i, &id) in hip.iter().enumerate() {
+                if id == 32349 {
                     assert!((ra.value(i) - 101.28854).abs() < 1e-5, "{}", ra.value(i));
                     assert!((dec.value(i) + 16.71314).abs() < 1e-5, "{}", dec.value(i));
                     let hp = b.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
@@ -120,7 +120,7 @@ fn reloading_replaces_the_previous_version_completely() {
     load(&small_load(&b, target.to_str().unwrap()));
     let cat = open(target.to_str().unwrap(), &StoreOptions::default());
     assert_eq!(cat.nrows(), Some(8_000));
-    let (src, cols) = source_digest(&[b.clone()], None, &ReadOptions::default());
+    let (src, cols) = source_digest(std::slice::from_ref(&b), None, &ReadOptions::default());
     assert_eq!(catalog_digest(&cat, &cols), src);
     // No leaf of the first version survives, and no staging directory is left.
     let leaves = walk(&target.join("dataset"));
