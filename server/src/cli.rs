@@ -104,6 +104,10 @@ pub struct LoadArgs {
     /// ZSTD compression level of the leaves (hats-import uses 15).
     #[arg(long, default_value_t = 3)]
     pub zstd_level: i32,
+    /// Do not write the legacy `properties` copy of hats.properties (needed only by hats < 0.5;
+    /// omit it where a HiPS `properties` file will share the directory).
+    #[arg(long)]
+    pub no_legacy_properties: bool,
     /// Secondary sort columns after _healpix_29, comma-separated (hats_cols_sort).
     #[arg(long, value_delimiter = ',')]
     pub sort_columns: Vec<String>,
@@ -257,6 +261,7 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
             row_group_rows: a.row_group_rows,
             zstd_level: a.zstd_level,
             sort_columns: a.sort_columns,
+            legacy_properties: !a.no_legacy_properties,
         },
         read: tessera_loader::ReadOptions {
             column_types,

@@ -31,7 +31,9 @@ use parquet::schema::types::ColumnPath;
 use crate::columns::{VOPARQUET_CONTENT_KEY, VOPARQUET_VERSION_KEY, voparquet_content};
 use crate::error::{Error, Result};
 use crate::pixel::{Pixel, write_partition_info};
-use crate::properties::{FILE_NAME as PROPERTIES_FILE, Properties};
+use crate::properties::{
+    FILE_NAME as PROPERTIES_FILE, LEGACY_FILE_NAME as LEGACY_PROPERTIES_FILE, Properties,
+};
 use crate::skymap::Skymap;
 use crate::store::Location;
 
@@ -48,6 +50,9 @@ pub struct LeafSettings {
     pub zstd_level: i32,
     /// Secondary sort columns after `_healpix_29` (`hats_cols_sort`).
     pub sort_columns: Vec<String>,
+    /// Also write the legacy `properties` copy of `hats.properties` that hats < 0.5 readers
+    /// need. Turn it off where a HiPS `properties` file must share the catalog directory.
+    pub legacy_properties: bool,
 }
 
 impl Default for LeafSettings {
@@ -56,6 +61,7 @@ impl Default for LeafSettings {
             row_group_rows: 65_536,
             zstd_level: 3,
             sort_columns: Vec::new(),
+            legacy_properties: true,
         }
     }
 }
@@ -168,6 +174,7 @@ pub struct CatalogBuilder {
     table_name: String,
     schema: SchemaRef,
     props: WriterProperties,
+    legacy_properties: bool,
     leaves: Mutex<Vec<LeafInfo>>,
     keep: bool,
 }
@@ -215,6 +222,7 @@ impl CatalogBuilder {
             table_name,
             schema,
             props,
+            legacy_properties: settings.legacy_properties,
             leaves: Mutex::new(Vec::new()),
             keep: false,
         })
@@ -341,10 +349,11 @@ impl CatalogBuilder {
         properties.set("hats_release_date", "2025-08-22");
         properties.set("hats_version", "v1.0");
         properties.set("hats_order", max_order.to_string());
-        write_file(
-            &self.staging.join(PROPERTIES_FILE),
-            properties.render().as_bytes(),
-        )?;
+        let text = properties.render();
+        if self.legacy_properties {
+            write_file(&self.staging.join(LEGACY_PROPERTIES_FILE), text.as_bytes())?;
+        }
+        write_file(&self.staging.join(PROPERTIES_FILE), text.as_bytes())?;
         self.keep = true;
         Ok(StagedCatalog {
             target: self.target.clone(),
@@ -533,14 +542,17 @@ async fn publish_remote(staging: &Path, target: &Location) -> Result<()> {
     let mut files = Vec::new();
     collect_files(staging, staging, &mut files)?;
     let store = target.store.clone();
+    let markers = [PROPERTIES_FILE, LEGACY_PROPERTIES_FILE];
     // 1. Hide the previous version (if any).
-    match store.delete(&target.path(PROPERTIES_FILE)).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
+    for m in markers {
+        match store.delete(&target.path(m)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    // 2. Upload everything but the properties file.
+    // 2. Upload everything but the properties files.
     let mut uploaded = std::collections::HashSet::new();
-    for rel in files.iter().filter(|r| r.as_str() != PROPERTIES_FILE) {
+    for rel in files.iter().filter(|r| !markers.contains(&r.as_str())) {
         upload(&store, &staging.join(rel), &target.path(rel)).await?;
         uploaded.insert(target.path(rel));
     }
@@ -551,11 +563,19 @@ async fn publish_remote(staging: &Path, target: &Location) -> Result<()> {
         .try_collect()
         .await?;
     for loc in old {
-        if !uploaded.contains(&loc) && loc != target.path(PROPERTIES_FILE) {
+        if !uploaded.contains(&loc) {
             store.delete(&loc).await?;
         }
     }
-    // 4. Publish.
+    // 4. Publish: the legacy copy first, `hats.properties` last.
+    if files.iter().any(|f| f == LEGACY_PROPERTIES_FILE) {
+        upload(
+            &store,
+            &staging.join(LEGACY_PROPERTIES_FILE),
+            &target.path(LEGACY_PROPERTIES_FILE),
+        )
+        .await?;
+    }
     upload(
         &store,
         &staging.join(PROPERTIES_FILE),

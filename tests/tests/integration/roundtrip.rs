@@ -27,6 +27,12 @@ fn hip2_round_trips_every_value_with_units_and_converted_positions() {
     let cat = open(root.join("hipparcos/hip2").to_str().unwrap(), &StoreOptions::default());
     assert_eq!(cat.nrows(), Some(117_955));
     assert_eq!(cat.properties.get("hats_col_ra"), Some("ra"));
+    // The legacy copy for hats < 0.5 readers is byte-identical.
+    let dir_cat = root.join("hipparcos/hip2");
+    assert_eq!(
+        std::fs::read(dir_cat.join("properties")).unwrap(),
+        std::fs::read(dir_cat.join("hats.properties")).unwrap()
+    );
     // Every value of every input column preserved.
     let (src, cols) = source_digest(&opts.inputs, opts.format, &read);
     assert_eq!(catalog_digest(&cat, &cols), src);
