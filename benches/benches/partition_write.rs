@@ -17,7 +17,8 @@ const ROWS: usize = 1_000_000;
 
 fn write_leaf(c: &mut Criterion) {
     // An order-6 partition at the galactic centre (~0.84 deg², ~1M rows in a dense region).
-    let pixel = Pixel::new(6, pixel_at(hash29(266.405, -28.936).expect("valid"), 6)).expect("pixel");
+    let pixel =
+        Pixel::new(6, pixel_at(hash29(266.405, -28.936).expect("valid"), 6)).expect("pixel");
     let batch = partition_batch(pixel, ROWS, 20_000_000, 42);
     let schema = catalog_schema();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -32,13 +33,16 @@ fn write_leaf(c: &mut Criterion) {
             ..LeafSettings::default()
         };
         let mut n = 0u64;
-        let mut builder = |n: &mut u64| {
+        let builder = |n: &mut u64| {
             *n += 1;
-            let loc = Location::local(&dir.path().join(format!("zstd{level}/cat{n}"))).expect("loc");
+            let loc =
+                Location::local(&dir.path().join(format!("zstd{level}/cat{n}"))).expect("loc");
             CatalogBuilder::new(&loc, schema.clone(), &settings, dir.path()).expect("builder")
         };
         let b0 = builder(&mut n);
-        let info = b0.write_leaf(pixel, std::slice::from_ref(&batch)).expect("write");
+        let info = b0
+            .write_leaf(pixel, std::slice::from_ref(&batch))
+            .expect("write");
         eprintln!(
             "write_leaf_1M/zstd{level}: leaf {:.1} MiB ({:.1} bytes/row, {} row groups)",
             info.bytes as f64 / (1 << 20) as f64,
@@ -50,7 +54,8 @@ fn write_leaf(c: &mut Criterion) {
             b.iter_batched(
                 || builder(&mut n),
                 |cb| {
-                    cb.write_leaf(pixel, std::slice::from_ref(&batch)).expect("write");
+                    cb.write_leaf(pixel, std::slice::from_ref(&batch))
+                        .expect("write");
                     cb // dropped (staging removed) outside the timed section
                 },
                 BatchSize::PerIteration,

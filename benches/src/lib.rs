@@ -45,9 +45,21 @@ const U_LIMIT: f64 = 26.0;
 /// Galactic → ICRS rotation: the transpose of the ICRS → galactic matrix of Hipparcos
 /// (ESA 1997, vol. 1 §1.5.3), as used by astropy. Rows of the ICRS → galactic matrix:
 const ICRS_TO_GAL: [[f64; 3]; 3] = [
-    [-0.054_875_560_416_215_4, -0.873_437_090_234_885, -0.483_835_015_548_713_2],
-    [0.494_109_427_875_583_7, -0.444_829_629_960_011_2, 0.746_982_244_497_218_9],
-    [-0.867_666_149_019_004_7, -0.198_076_373_431_201_5, 0.455_983_776_175_066_9],
+    [
+        -0.054_875_560_416_215_4,
+        -0.873_437_090_234_885,
+        -0.483_835_015_548_713_2,
+    ],
+    [
+        0.494_109_427_875_583_7,
+        -0.444_829_629_960_011_2,
+        0.746_982_244_497_219,
+    ],
+    [
+        -0.867_666_149_019_004_7,
+        -0.198_076_373_431_201_5,
+        0.455_983_776_175_066_9,
+    ],
 ];
 
 /// Converts galactic (l, b) in degrees to ICRS (ra, dec) in degrees, ra in [0, 360).
@@ -105,7 +117,10 @@ pub fn sky_position<R: Rng>(rng: &mut R) -> (f64, f64) {
         galactic_to_icrs(l, b)
     } else {
         let ra = rng.random::<f64>() * 360.0;
-        let dec = (2.0 * rng.random::<f64>() - 1.0).clamp(-1.0, 1.0).asin().to_degrees();
+        let dec = (2.0 * rng.random::<f64>() - 1.0)
+            .clamp(-1.0, 1.0)
+            .asin()
+            .to_degrees();
         (ra, dec)
     }
 }
@@ -180,8 +195,7 @@ pub fn chunk_rng(seed: u64, chunk: u64) -> StdRng {
 }
 
 /// The CSV header line (with newline).
-pub const CSV_HEADER: &str =
-    "id,ra,dec,u,u_err,g,g_err,r,r_err,i,i_err,z,z_err,flags\n";
+pub const CSV_HEADER: &str = "id,ra,dec,u,u_err,g,g_err,r,r_err,i,i_err,z,z_err,flags\n";
 
 /// Appends the decimal text of `v`.
 fn put_u64(out: &mut Vec<u8>, mut v: u64) {
@@ -309,7 +323,7 @@ pub fn partition_batch(pixel: Pixel, rows: usize, id_space: u64, seed: u64) -> R
     let ids: Vec<i64> = (0..rows)
         .map(|_| rng.random_range(0..id_space.max(1)) as i64)
         .collect();
-    let mut mags: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(rows); 10];
+    let mut mags: Vec<Vec<Option<f64>>> = (0..10).map(|_| Vec::with_capacity(rows)).collect();
     let mut flags = Vec::with_capacity(rows);
     for _ in 0..rows {
         let p = photometry(&mut rng);
@@ -339,9 +353,15 @@ mod tests {
     #[test]
     fn galactic_centre_and_pole_land_where_they_should() {
         let (ra, dec) = galactic_to_icrs(0.0, 0.0);
-        assert!((ra - 266.405).abs() < 0.01 && (dec + 28.936).abs() < 0.01, "{ra} {dec}");
+        assert!(
+            (ra - 266.405).abs() < 0.01 && (dec + 28.936).abs() < 0.01,
+            "{ra} {dec}"
+        );
         let (ra, dec) = galactic_to_icrs(0.0, 90.0);
-        assert!((ra - 192.859).abs() < 0.01 && (dec - 27.128).abs() < 0.01, "{ra} {dec}");
+        assert!(
+            (ra - 192.859).abs() < 0.01 && (dec - 27.128).abs() < 0.01,
+            "{ra} {dec}"
+        );
     }
 
     #[test]
@@ -378,8 +398,7 @@ mod tests {
             let dec: f64 = f[2].parse().unwrap();
             assert!((0.0..360.0).contains(&ra) && (-90.0..=90.0).contains(&dec));
             // Distance to the galactic plane: |b| from the galactic pole (192.859, 27.128).
-            let b = 90.0
-                - tessera_storage::healpix::angular_distance_deg(ra, dec, 192.859, 27.128);
+            let b = 90.0 - tessera_storage::healpix::angular_distance_deg(ra, dec, 192.859, 27.128);
             if b.abs() < 10.0 {
                 plane += 1;
             }

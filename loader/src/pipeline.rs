@@ -532,7 +532,10 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     let mut buffers: Vec<PartBuffer> = (0..parts.len()).map(|_| PartBuffer::default()).collect();
     let mut buffered = 0u64;
     let mut spilled_bytes = 0u64;
-    let mut written_hist = Skymap::zeros(k);
+    // The histogram's memory is reused to count the rows pass 2 actually keeps (rows a reader
+    // rejects only in pass 2 must not be counted in the skymap).
+    let mut written_hist = hist;
+    written_hist.counts.fill(0);
     let mut rows_done = 0u64;
     let group = rayon::current_num_threads().max(1);
     for (fi, p) in opts.inputs.iter().enumerate() {
@@ -582,14 +585,22 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                 // Spill the largest buffers until half the budget is free.
                 let mut order: Vec<usize> = (0..buffers.len()).collect();
                 order.sort_by_key(|&i| std::cmp::Reverse(buffers[i].bytes));
+                let mut chosen = vec![false; buffers.len()];
                 for i in order {
                     if buffered <= scatter_budget / 2 || buffers[i].bytes == 0 {
                         break;
                     }
-                    let freed = buffers[i].bytes;
-                    spilled_bytes += buffers[i].spill(scratch.path(), i, &schema)?;
-                    buffered -= freed;
+                    buffered -= buffers[i].bytes;
+                    chosen[i] = true;
                 }
+                // The spills are independent files: write them in parallel.
+                let dir = scratch.path();
+                spilled_bytes += buffers
+                    .par_iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| chosen[*i])
+                    .map(|(i, b)| b.spill(dir, i, &schema))
+                    .try_reduce(|| 0, |a, b| Ok(a + b))?;
             }
             progress.update(
                 "pass 2/3: scatter",
@@ -598,7 +609,6 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
             );
         }
     }
-    drop(hist);
     let t2 = Instant::now();
 
     // Write: each partition sorted and written in parallel, within the memory budget.
@@ -809,7 +819,11 @@ impl PartBuffer {
                 options: None,
             });
         }
-        let order = arrow::compute::lexsort_to_indices(&keys, None)?;
+        let order = if keys.len() == 1 {
+            arrow::compute::sort_to_indices(&keys[0].values, None, None)?
+        } else {
+            arrow::compute::lexsort_to_indices(&keys, None)?
+        };
         Ok(take_record_batch(&all, &order)?)
     }
 }

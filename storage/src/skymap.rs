@@ -48,7 +48,7 @@ impl Skymap {
     /// Encodes the map as a FITS file, byte-compatible with what hats writes.
     pub fn to_fits(&self) -> Result<Vec<u8>> {
         use cdshealpix::nested::map::fits::write::{
-            write_explicit_skymap_fits_from_parts, write_implicit_skymap_fits,
+            write_explicit_skymap_fits_from_parts, write_implicit_skymap_fits_from_it,
         };
         let mut buf = Vec::new();
         let nonzero = self.counts.iter().filter(|&&c| c > 0).count();
@@ -62,8 +62,9 @@ impl Skymap {
             let vals = self.counts.iter().filter(|&&c| c > 0).map(|&c| c as i64);
             write_explicit_skymap_fits_from_parts(&mut buf, self.order, nonzero, keys, vals)
         } else {
-            let vals: Vec<i64> = self.counts.iter().map(|&c| c as i64).collect();
-            write_implicit_skymap_fits(&mut buf, &vals)
+            buf.reserve(self.counts.len() * 8 + 2 * 2880);
+            let vals = self.counts.iter().map(|&c| c as i64);
+            write_implicit_skymap_fits_from_it(&mut buf, self.order, vals)
         };
         res.map_err(|e| Error::Internal(format!("writing skymap: {e}")))?;
         Ok(buf)

@@ -319,8 +319,14 @@ impl CatalogBuilder {
             write_partition_info(&pixels).as_bytes(),
         )?;
         let fits = skymap.to_fits()?;
-        write_file(&self.staging.join("skymap.fits"), &fits)?;
-        write_file(&self.staging.join("point_map.fits"), &fits)?;
+        let skymap_path = self.staging.join("skymap.fits");
+        write_file(&skymap_path, &fits)?;
+        // `point_map.fits` is the same bytes under the name LSDB reads: a hard link where the
+        // file system allows (the map can be 100 MB at order 10), else a copy.
+        let point_map = self.staging.join("point_map.fits");
+        if std::fs::hard_link(&skymap_path, &point_map).is_err() {
+            write_file(&point_map, &fits)?;
+        }
 
         let bytes: u64 = leaves.iter().map(|l| l.bytes).sum::<u64>() + 2 * fits.len() as u64;
         let sky: f64 = pixels

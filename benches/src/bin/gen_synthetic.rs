@@ -64,8 +64,8 @@ fn run() -> Result<(), String> {
     let threads = threads.max(1);
     let t0 = Instant::now();
     let partial = PathBuf::from(format!("{}.partial", out.display()));
-    let file = std::fs::File::create(&partial)
-        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    let file =
+        std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
     let mut w = std::io::BufWriter::with_capacity(4 << 20, file);
     let io = |e: std::io::Error| format!("{}: {e}", partial.display());
     w.write_all(CSV_HEADER.as_bytes()).map_err(io)?;

@@ -285,7 +285,7 @@ impl CsvSource {
             };
             let rest = self.pending.split_off(cut);
             let chunk = std::mem::replace(&mut self.pending, rest);
-            let lines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            let lines = memchr::memchr_iter(b'\n', &chunk).count() as u64;
             chunks.push((chunk, self.pending_line));
             self.pending_line += lines;
         }
@@ -319,13 +319,21 @@ fn fill(
     want: usize,
     path: &Path,
 ) -> Result<bool> {
-    let mut tmp = vec![0u8; 1 << 20];
+    // Read straight into the buffer's tail (no bounce buffer).
     while buf.len() < want {
-        let n = input.read(&mut tmp).map_err(|e| Error::io(path, e))?;
+        let len = buf.len();
+        buf.resize(want.max(len + (1 << 16)), 0);
+        let n = match input.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(len);
+                return Err(Error::io(path, e));
+            }
+        };
+        buf.truncate(len + n);
         if n == 0 {
             return Ok(true);
         }
-        buf.extend_from_slice(&tmp[..n]);
     }
     Ok(false)
 }
@@ -333,7 +341,10 @@ fn fill(
 /// End of the last complete record in `buf`: just after the last newline that is preceded by
 /// an even number of quote characters.
 fn record_boundary(buf: &[u8]) -> Option<usize> {
-    let total_quotes = buf.iter().filter(|&&b| b == b'"').count();
+    let total_quotes = memchr::memchr_iter(b'"', buf).count();
+    if total_quotes == 0 {
+        return memchr::memrchr(b'\n', buf).map(|i| i + 1);
+    }
     let mut quotes_after = 0usize;
     for i in (0..buf.len()).rev() {
         match buf[i] {
@@ -567,12 +578,18 @@ fn trim(b: &[u8]) -> &[u8] {
     &b[s..e]
 }
 
+/// Parses a decimal number: lexical-core's fast path first (the parser arrow-cast uses), the
+/// standard library for what it does not take (`nan`, `inf`, `Infinity`, a leading `+`).
 fn parse_f64(b: &[u8]) -> Option<f64> {
-    std::str::from_utf8(b).ok()?.parse::<f64>().ok()
+    lexical_core::parse::<f64>(b)
+        .ok()
+        .or_else(|| std::str::from_utf8(b).ok()?.parse::<f64>().ok())
 }
 
 fn parse_i64(b: &[u8]) -> Option<i64> {
-    std::str::from_utf8(b).ok()?.parse::<i64>().ok()
+    lexical_core::parse::<i64>(b)
+        .ok()
+        .or_else(|| std::str::from_utf8(b).ok()?.parse::<i64>().ok())
 }
 
 fn parse_bool(b: &[u8]) -> Option<bool> {
@@ -610,38 +627,101 @@ enum Val {
 }
 
 fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<SourceBatch> {
-    let est_rows = bytes.len() / 64 + 16;
-    let mut builders: Vec<Builder> = ctx
-        .projection
-        .iter()
-        .map(|&i| match ctx.full_schema.field(i).data_type() {
-            DataType::Int64 => Builder::I(Int64Builder::with_capacity(est_rows)),
-            DataType::Float64 => Builder::F(Float64Builder::with_capacity(est_rows)),
-            DataType::Boolean => Builder::B(BooleanBuilder::with_capacity(est_rows)),
-            _ => Builder::S(StringBuilder::with_capacity(est_rows, est_rows * 8)),
-        })
-        .collect();
-    let mut lines = Vec::with_capacity(est_rows);
-    let mut vals: Vec<Val> = Vec::with_capacity(ctx.projection.len());
-    let mut it = RecordIter::new(bytes, ctx.delimiter);
-    while let Some((offset, rec)) = it.next_record() {
-        let line = first_line + offset;
+    let mut out = ChunkBuilder::new(ctx, bytes);
+    if memchr::memchr(b'"', bytes).is_none() {
+        // No quoting anywhere in the chunk (the usual case): split lines and fields with
+        // memchr, and stop splitting a line after the last column we need.
+        let need = ctx.projection.iter().copied().max().map_or(0, |m| m + 1);
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(need);
+        let mut pos = 0usize;
+        let mut line_no = first_line;
+        while pos < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+            let mut line = &bytes[pos..end];
+            pos = end + 1;
+            let this = line_no;
+            line_no += 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if line.is_empty() || line[0] == b'#' {
+                continue;
+            }
+            let nfields = memchr::memchr_iter(ctx.delimiter, line).count() + 1;
+            spans.clear();
+            if nfields == ctx.ncols {
+                let mut start = 0usize;
+                for _ in 0..need {
+                    let stop = memchr::memchr(ctx.delimiter, &line[start..])
+                        .map_or(line.len(), |i| start + i);
+                    spans.push((start, stop));
+                    start = stop + 1;
+                }
+            }
+            out.record(ctx, this, nfields, |i| &line[spans[i].0..spans[i].1])?;
+        }
+    } else {
+        let mut it = RecordIter::new(bytes, ctx.delimiter);
+        while let Some((offset, rec)) = it.next_record() {
+            out.record(ctx, first_line + offset, rec.len(), |i| rec.get(i))?;
+        }
+    }
+    out.finish(ctx)
+}
+
+/// Column builders of one chunk.
+struct ChunkBuilder {
+    builders: Vec<Builder>,
+    lines: Vec<u64>,
+    vals: Vec<Val>,
+}
+
+impl ChunkBuilder {
+    /// Builders sized for the lines of `chunk` (an upper bound on its records), so that the
+    /// finished arrays carry little spare capacity.
+    fn new(ctx: &ChunkCtx<'_>, chunk: &[u8]) -> ChunkBuilder {
+        let est_rows = memchr::memchr_iter(b'\n', chunk).count() + 1;
+        ChunkBuilder {
+            builders: ctx
+                .projection
+                .iter()
+                .map(|&i| match ctx.full_schema.field(i).data_type() {
+                    DataType::Int64 => Builder::I(Int64Builder::with_capacity(est_rows)),
+                    DataType::Float64 => Builder::F(Float64Builder::with_capacity(est_rows)),
+                    DataType::Boolean => Builder::B(BooleanBuilder::with_capacity(est_rows)),
+                    _ => Builder::S(StringBuilder::with_capacity(est_rows, est_rows * 8)),
+                })
+                .collect(),
+            lines: Vec::with_capacity(est_rows),
+            vals: Vec::with_capacity(ctx.projection.len()),
+        }
+    }
+
+    /// Adds one record of `nfields` fields; `field(i)` returns field `i` (only called for
+    /// projected columns, and only when `nfields` is right). A malformed record is offered to
+    /// the bad-row budget and skipped, or returned as the error.
+    fn record<'r>(
+        &mut self,
+        ctx: &ChunkCtx<'_>,
+        line: u64,
+        nfields: usize,
+        field: impl Fn(usize) -> &'r [u8],
+    ) -> Result<()> {
         let mut fault: Option<(Option<String>, String)> = None;
-        if rec.len() != ctx.ncols {
+        if nfields != ctx.ncols {
             fault = Some((
                 None,
-                format!("expected {} fields, found {}", ctx.ncols, rec.len()),
+                format!("expected {} fields, found {nfields}", ctx.ncols),
             ));
         }
-        vals.clear();
+        self.vals.clear();
         if fault.is_none() {
             for (oi, &ci) in ctx.projection.iter().enumerate() {
-                let raw = rec.get(ci);
-                let t = trim(raw);
+                let t = trim(field(ci));
                 let v = if t.is_empty() {
                     Val::Null
                 } else {
-                    match &builders[oi] {
+                    match &self.builders[oi] {
                         Builder::I(_) => match parse_i64(t) {
                             Some(x) => Val::I(x),
                             None => {
@@ -666,26 +746,25 @@ fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<Sour
                         Builder::S(_) => Val::S(ci),
                     }
                 };
-                vals.push(v);
+                self.vals.push(v);
             }
         }
         if let Some((column, message)) = fault {
-            ctx.bad_rows.skip(BadRow {
+            return ctx.bad_rows.skip(BadRow {
                 file: ctx.file.to_string(),
                 place: format!("line {line}"),
                 column,
                 message,
-            })?;
-            continue;
+            });
         }
-        for (b, v) in builders.iter_mut().zip(vals.drain(..)) {
+        for (b, v) in self.builders.iter_mut().zip(self.vals.drain(..)) {
             match (b, v) {
                 (Builder::I(b), Val::I(x)) => b.append_value(x),
                 (Builder::F(b), Val::F(x)) => b.append_value(x),
                 (Builder::B(b), Val::B(x)) => b.append_value(x),
-                (Builder::S(b), Val::S(ci)) => match std::str::from_utf8(rec.get(ci)) {
+                (Builder::S(b), Val::S(ci)) => match std::str::from_utf8(field(ci)) {
                     Ok(s) => b.append_value(s),
-                    Err(_) => b.append_value(String::from_utf8_lossy(rec.get(ci))),
+                    Err(_) => b.append_value(String::from_utf8_lossy(field(ci))),
                 },
                 (Builder::I(b), _) => b.append_null(),
                 (Builder::F(b), _) => b.append_null(),
@@ -693,32 +772,38 @@ fn parse_chunk(ctx: &ChunkCtx<'_>, bytes: &[u8], first_line: u64) -> Result<Sour
                 (Builder::S(b), _) => b.append_null(),
             }
         }
-        lines.push(line);
+        self.lines.push(line);
+        Ok(())
     }
-    let columns: Vec<ArrayRef> = builders
-        .into_iter()
-        .map(|b| -> ArrayRef {
-            match b {
-                Builder::I(mut b) => Arc::new(b.finish()),
-                Builder::F(mut b) => Arc::new(b.finish()),
-                Builder::B(mut b) => Arc::new(b.finish()),
-                Builder::S(mut b) => Arc::new(b.finish()),
-            }
+
+    fn finish(self, ctx: &ChunkCtx<'_>) -> Result<SourceBatch> {
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .into_iter()
+            .map(|b| -> ArrayRef {
+                match b {
+                    Builder::I(mut b) => Arc::new(b.finish()),
+                    Builder::F(mut b) => Arc::new(b.finish()),
+                    Builder::B(mut b) => Arc::new(b.finish()),
+                    Builder::S(mut b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        let batch = if columns.is_empty() {
+            RecordBatch::try_new_with_options(
+                ctx.schema.clone(),
+                columns,
+                &arrow::record_batch::RecordBatchOptions::new()
+                    .with_row_count(Some(self.lines.len())),
+            )?
+        } else {
+            RecordBatch::try_new(ctx.schema.clone(), columns)?
+        };
+        Ok(SourceBatch {
+            batch,
+            loc: RowLoc::Lines(self.lines),
         })
-        .collect();
-    let batch = if columns.is_empty() {
-        RecordBatch::try_new_with_options(
-            ctx.schema.clone(),
-            columns,
-            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(lines.len())),
-        )?
-    } else {
-        RecordBatch::try_new(ctx.schema.clone(), columns)?
-    };
-    Ok(SourceBatch {
-        batch,
-        loc: RowLoc::Lines(lines),
-    })
+    }
 }
 
 fn bad_value(
@@ -840,6 +925,37 @@ mod tests {
         fn unwrap_err_or_read(self) -> Box<dyn RowSource> {
             Box::new(self.unwrap())
         }
+    }
+
+    #[test]
+    fn quote_free_fast_path_matches_the_general_parser() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "id,ra,dec,name\r\n# comment\r\n1,10.5,-3,a b\r\n\r\n2, 11 ,4.25,\r\n3,NaN,+5,x\n";
+        // Same content with a quoted field forces the csv-core path.
+        let quoted = body.replace("a b", "\"a b\"");
+        let mut results = vec![];
+        for (name, text) in [("fast.csv", body.to_string()), ("slow.csv", quoted)] {
+            let p = write(&dir, name, &text);
+            let mut src = CsvSource::open(&p, &ReadOptions::default()).unwrap();
+            let b = read_all(&mut src).unwrap().remove(0);
+            let RowLoc::Lines(lines) = &b.loc else { panic!() };
+            assert_eq!(lines, &vec![3, 5, 6], "{name}");
+            results.push(b.batch);
+        }
+        assert_eq!(results[0], results[1]);
+        let ra = results[0].column(1).as_primitive::<Float64Type>();
+        assert_eq!(ra.value(1), 11.0);
+        assert!(ra.value(2).is_nan());
+        assert!(results[0].column(3).is_null(1));
+        // Projection on the fast path, and a short line detected there.
+        let p = write(&dir, "short.csv", "id,ra,dec\n1,2,3\n4,5\n");
+        let opts = ReadOptions {
+            projection: Some(vec!["ra".into()]),
+            ..Default::default()
+        };
+        let mut src = CsvSource::open(&p, &opts).unwrap();
+        let e = read_all(&mut src).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("expected 3 fields, found 2"), "{e}");
     }
 
     #[test]
