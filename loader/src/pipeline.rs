@@ -95,6 +95,8 @@ pub struct LoadReport {
     pub seconds: [f64; 4],
     /// Bytes spilled to scratch files.
     pub spilled_bytes: u64,
+    /// Partitions too large to sort in memory, merged from sorted runs.
+    pub merged_partitions: usize,
     /// The RA/Dec columns used (in degrees).
     pub ra_dec: (String, String),
 }
@@ -511,25 +513,32 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
         })
         .max()
         .unwrap_or(0);
-    let hist_bytes = hist.counts.len() as u64 * 8 * 2;
-    // Budget: sorting a partition needs about three copies of it (buffers, concatenation,
-    // sorted copy) plus the Parquet writer's column buffers.
-    let per_part = (max_part_rows as f64 * bytes_per_row * 3.5) as u64 + (32 << 20);
-    let budget = opts.memory_limit.saturating_sub(hist_bytes + (64 << 20));
-    if per_part > budget {
+    // Memory plan. Fixed: the histogram, code and I/O buffers. Half of the rest holds the
+    // scattered rows of pass 2; the other half is shared by the writer threads, each sorting
+    // at most `sort_cap_rows` rows in memory (two copies: concatenated and sorted) next to a
+    // Parquet row group. Larger partitions are merged from sorted runs, so any partition size
+    // fits any budget above the floor.
+    let threads = rayon::current_num_threads().max(1);
+    let fixed = hist.counts.len() as u64 * 8 + (64 << 20);
+    let floor = fixed + (64 << 20);
+    if opts.memory_limit < floor {
         return Err(Error::ResourcesExhausted(format!(
-            "the largest partition ({max_part_rows} rows of ~{bytes_per_row:.0} bytes) needs about {} MiB to sort, more than --memory-limit {} MiB allows; lower --pixel-threshold",
-            per_part >> 20,
-            opts.memory_limit >> 20
+            "--memory-limit {} MiB is below the {} MiB this load needs at --highest-order {k}",
+            opts.memory_limit >> 20,
+            floor >> 20
         )));
     }
-    let write_threads = ((budget / per_part) as usize).clamp(1, rayon::current_num_threads());
+    let budget = opts.memory_limit - fixed;
     let scatter_budget = budget / 2;
+    let row_group_bytes = (opts.leaf.row_group_rows as f64 * bytes_per_row) as u64;
+    let per_thread = (budget / 2 / threads as u64).saturating_sub(row_group_bytes);
+    let sort_cap_rows = ((per_thread as f64 / (bytes_per_row * 2.5)) as u64).max(RUN_BATCH_ROWS as u64);
+    let keys = sort_keys(&schema, &opts.leaf.sort_columns)?;
     tracing::info!(
         partitions = parts.len(),
         max_part_rows,
         bytes_per_row,
-        write_threads,
+        sort_cap_rows,
         "partition plan ready"
     );
 
@@ -579,16 +588,23 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                     let bytes = (rb.num_rows() as f64 * bytes_per_row) as u64;
                     rows_done += rb.num_rows() as u64;
                     buffers[pi].rows += rb.num_rows() as u64;
+                    buffers[pi].mem_rows += rb.num_rows() as u64;
                     buffers[pi].bytes += bytes;
                     buffers[pi].batches.push(rb);
                     buffered += bytes;
                 }
             }
+            // Spill a partition whose rows in memory outgrow what a writer may sort, and the
+            // largest buffers while the total is over budget (until half of it is free).
+            let mut chosen: Vec<bool> = buffers.iter().map(|b| b.mem_rows > sort_cap_rows).collect();
+            for (b, c) in buffers.iter().zip(&chosen) {
+                if *c {
+                    buffered -= b.bytes;
+                }
+            }
             if buffered > scatter_budget {
-                // Spill the largest buffers until half the budget is free.
-                let mut order: Vec<usize> = (0..buffers.len()).collect();
+                let mut order: Vec<usize> = (0..buffers.len()).filter(|&i| !chosen[i]).collect();
                 order.sort_by_key(|&i| std::cmp::Reverse(buffers[i].bytes));
-                let mut chosen = vec![false; buffers.len()];
                 for i in order {
                     if buffered <= scatter_budget / 2 || buffers[i].bytes == 0 {
                         break;
@@ -596,13 +612,15 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                     buffered -= buffers[i].bytes;
                     chosen[i] = true;
                 }
+            }
+            if chosen.iter().any(|c| *c) {
                 // The spills are independent files: write them in parallel.
                 let dir = scratch.path();
                 spilled_bytes += buffers
                     .par_iter_mut()
                     .enumerate()
                     .filter(|(i, _)| chosen[*i])
-                    .map(|(i, b)| b.spill(dir, i, &schema))
+                    .map(|(i, b)| b.spill(dir, i, &schema, &keys))
                     .try_reduce(|| 0, |a, b| Ok(a + b))?;
             }
             progress.update(
@@ -617,7 +635,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     // Write: each partition sorted and written in parallel, within the memory budget.
     let builder = CatalogBuilder::new(&target, schema.clone(), &opts.leaf, scratch.path())?;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(write_threads)
+        .num_threads(threads)
         .build()
         .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
     let done = std::sync::atomic::AtomicU64::new(0);
@@ -628,26 +646,20 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
         .zip(buffers)
         .filter(|(_, b)| b.rows > 0)
         .collect();
-    let sort_cols = opts.leaf.sort_columns.clone();
+    let sort_cols = &opts.leaf.sort_columns;
+    let merged_partitions = jobs.iter().filter(|(_, b)| b.rows > sort_cap_rows).count();
     let cell_runs: Vec<Vec<(u64, u64)>> = pool.install(|| {
         jobs.into_par_iter()
             .map(|(pixel, buf)| -> Result<Vec<(u64, u64)>> {
                 let rows = buf.rows;
-                let batch = buf.into_sorted_batch(&schema, &sort_cols)?;
-                builder.write_leaf(pixel, std::slice::from_ref(&batch))?;
+                let cells = buf.write(pixel, &builder, &schema, &keys, sort_cap_rows, shift)?;
                 let d = done.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
                 progress.update(
                     "pass 3/3: sort and write",
                     d,
                     Some(d as f64 / total_rows as f64),
                 );
-                // The skymap counts the rows actually written: sorted, so runs are cheap.
-                let h = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .ok_or_else(|| Error::Internal("_healpix_29 not Int64".into()))?;
-                Ok(run_lengths(h.values().iter().map(|v| (*v as u64) >> shift)))
+                Ok(cells)
             })
             .collect::<Result<Vec<_>>>()
     })?;
@@ -699,6 +711,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
             (t4 - t3).as_secs_f64(),
         ],
         spilled_bytes,
+        merged_partitions,
         ra_dec: (ra.output, dec.output),
     })
 }
@@ -789,67 +802,273 @@ fn scatter(
     Ok(out)
 }
 
-/// Rows of one partition collected in pass 2.
+/// Rows of one partition collected in pass 2: batches in memory, plus sorted runs spilled to
+/// Arrow IPC files.
 #[derive(Debug, Default)]
 struct PartBuffer {
     batches: Vec<RecordBatch>,
     spills: Vec<PathBuf>,
+    /// All rows of the partition (in memory and spilled).
     rows: u64,
+    /// Rows currently in memory.
+    mem_rows: u64,
+    /// Estimated bytes currently in memory.
     bytes: u64,
 }
 
+/// Rows per batch of a spilled run, and per merge output chunk.
+const RUN_BATCH_ROWS: usize = 8192;
+
+fn sort_keys(schema: &SchemaRef, sort_cols: &[String]) -> Result<Vec<usize>> {
+    let mut keys = vec![0];
+    for c in sort_cols {
+        keys.push(
+            schema
+                .index_of(c)
+                .map_err(|_| Error::Usage(format!("--sort-columns: no column `{c}`")))?,
+        );
+    }
+    Ok(keys)
+}
+
+/// Sorts a batch by the key columns (`_healpix_29` then the sort columns).
+fn sort_batch(all: &RecordBatch, keys: &[usize]) -> Result<RecordBatch> {
+    let order = if keys.len() == 1 {
+        arrow::compute::sort_to_indices(all.column(0), None, None)?
+    } else {
+        let cols: Vec<arrow::compute::SortColumn> = keys
+            .iter()
+            .map(|&i| arrow::compute::SortColumn {
+                values: all.column(i).clone(),
+                options: None,
+            })
+            .collect();
+        arrow::compute::lexsort_to_indices(&cols, None)?
+    };
+    Ok(take_record_batch(all, &order)?)
+}
+
+fn read_run(path: &Path) -> Result<arrow::ipc::reader::StreamReader<std::io::BufReader<std::fs::File>>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(arrow::ipc::reader::StreamReader::try_new(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        None,
+    )?)
+}
+
 impl PartBuffer {
-    /// Writes the buffered batches to an Arrow IPC file; returns the bytes written.
-    fn spill(&mut self, dir: &Path, index: usize, schema: &SchemaRef) -> Result<u64> {
+    /// Sorts the in-memory rows and writes them as a run to an Arrow IPC file; returns the
+    /// bytes written.
+    fn spill(&mut self, dir: &Path, index: usize, schema: &SchemaRef, keys: &[usize]) -> Result<u64> {
         let path = dir.join(format!("p{index}-{}.arrows", self.spills.len()));
+        let all = concat_batches(schema, &std::mem::take(&mut self.batches))?;
+        let sorted = sort_batch(&all, keys)?;
+        drop(all);
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         let mut w = arrow::ipc::writer::StreamWriter::try_new(
             std::io::BufWriter::with_capacity(1 << 20, file),
             schema,
         )?;
-        for b in self.batches.drain(..) {
-            w.write(&b)?;
+        let mut off = 0;
+        while off < sorted.num_rows() {
+            let n = RUN_BATCH_ROWS.min(sorted.num_rows() - off);
+            w.write(&sorted.slice(off, n))?;
+            off += n;
         }
         w.finish()?;
         drop(w);
         self.spills.push(path.clone());
         self.bytes = 0;
+        self.mem_rows = 0;
         Ok(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0))
     }
 
-    /// All rows of the partition in one batch, sorted by `_healpix_29` then `sort_cols`.
-    fn into_sorted_batch(self, schema: &SchemaRef, sort_cols: &[String]) -> Result<RecordBatch> {
-        let mut batches = Vec::new();
-        for path in &self.spills {
-            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let r = arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)?;
-            for b in r {
-                batches.push(b?);
+    /// Writes the partition's leaf. A partition of at most `sort_cap_rows` rows is sorted in
+    /// memory; a larger one is merged from its sorted runs (and its sorted in-memory rest),
+    /// so that memory stays bounded whatever the partition size. Returns the sorted
+    /// `_healpix_29` values' cells as run lengths for the skymap.
+    fn write(
+        self,
+        pixel: Pixel,
+        builder: &CatalogBuilder,
+        schema: &SchemaRef,
+        keys: &[usize],
+        sort_cap_rows: u64,
+        shift: u32,
+    ) -> Result<Vec<(u64, u64)>> {
+        let mut cells = Vec::new();
+        let mut count = |b: &RecordBatch| -> Result<()> {
+            let h = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| Error::Internal("_healpix_29 not Int64".into()))?;
+            for (c, n) in run_lengths(h.values().iter().map(|v| (*v as u64) >> shift)) {
+                match cells.last_mut() {
+                    Some((lc, ln)) if *lc == c => *ln += n,
+                    _ => cells.push((c, n)),
+                }
             }
+            Ok(())
+        };
+        if self.rows <= sort_cap_rows {
+            let mut batches = Vec::new();
+            for path in &self.spills {
+                for b in read_run(path)? {
+                    batches.push(b?);
+                }
+                let _ = std::fs::remove_file(path);
+            }
+            batches.extend(self.batches);
+            let all = concat_batches(schema, &batches)?;
+            drop(batches);
+            let sorted = sort_batch(&all, keys)?;
+            drop(all);
+            builder.write_leaf(pixel, std::slice::from_ref(&sorted))?;
+            count(&sorted)?;
+            return Ok(cells);
+        }
+        // Merge: one cursor per run, the in-memory rest sorted as one more run.
+        let mut sources: Vec<RunSource> = Vec::new();
+        for path in &self.spills {
+            sources.push(RunSource::File(read_run(path)?));
+        }
+        if !self.batches.is_empty() {
+            let rest = sort_batch(&concat_batches(schema, &self.batches)?, keys)?;
+            sources.push(RunSource::Mem(Some(rest)));
+        }
+        drop(self.batches);
+        let mut w = builder.leaf_writer(pixel)?;
+        merge_runs(sources, schema, keys, |b| {
+            count(b)?;
+            w.write(b)
+                .map_err(Error::from)
+        })?;
+        w.finish()?;
+        for path in &self.spills {
             let _ = std::fs::remove_file(path);
         }
-        batches.extend(self.batches);
-        let all = concat_batches(schema, &batches)?;
-        drop(batches);
-        let mut keys = vec![arrow::compute::SortColumn {
-            values: all.column(0).clone(),
-            options: None,
-        }];
-        for c in sort_cols {
-            let i = schema
-                .index_of(c)
-                .map_err(|_| Error::Usage(format!("--sort-columns: no column `{c}`")))?;
-            keys.push(arrow::compute::SortColumn {
-                values: all.column(i).clone(),
-                options: None,
-            });
+        Ok(cells)
+    }
+}
+
+/// A sorted run: a spill file or a batch in memory.
+enum RunSource {
+    File(arrow::ipc::reader::StreamReader<std::io::BufReader<std::fs::File>>),
+    Mem(Option<RecordBatch>),
+}
+
+impl RunSource {
+    fn next(&mut self) -> Result<Option<RecordBatch>> {
+        match self {
+            RunSource::File(r) => Ok(r.next().transpose()?),
+            RunSource::Mem(b) => Ok(b.take()),
         }
-        let order = if keys.len() == 1 {
-            arrow::compute::sort_to_indices(&keys[0].values, None, None)?
-        } else {
-            arrow::compute::lexsort_to_indices(&keys, None)?
+    }
+}
+
+/// K-way merge of sorted runs into `sink`, in chunks of [`RUN_BATCH_ROWS`] rows. Keys are
+/// compared in Arrow's row format, so secondary sort columns of any type merge correctly.
+/// Memory: one batch per run plus one output chunk.
+fn merge_runs(
+    mut sources: Vec<RunSource>,
+    schema: &SchemaRef,
+    keys: &[usize],
+    mut sink: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    use arrow::row::{RowConverter, Rows, SortField};
+    let conv = RowConverter::new(
+        keys.iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect(),
+    )?;
+    struct Cursor {
+        rows: Rows,
+        len: usize,
+        pos: usize,
+        slot: usize,
+    }
+    let mut slots: Vec<RecordBatch> = Vec::new();
+    let mut cursors: Vec<Option<Cursor>> = Vec::with_capacity(sources.len());
+    let load = |src: &mut RunSource, slots: &mut Vec<RecordBatch>| -> Result<Option<Cursor>> {
+        loop {
+            match src.next()? {
+                None => return Ok(None),
+                Some(b) if b.num_rows() == 0 => continue,
+                Some(b) => {
+                    let cols: Vec<ArrayRef> = keys.iter().map(|&i| b.column(i).clone()).collect();
+                    let rows = conv.convert_columns(&cols)?;
+                    slots.push(b);
+                    return Ok(Some(Cursor {
+                        len: rows.num_rows(),
+                        rows,
+                        pos: 0,
+                        slot: slots.len() - 1,
+                    }));
+                }
+            }
+        }
+    };
+    for src in sources.iter_mut() {
+        let c = load(src, &mut slots)?;
+        cursors.push(c);
+    }
+    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(RUN_BATCH_ROWS);
+    loop {
+        let mut best: Option<usize> = None;
+        for (i, c) in cursors.iter().enumerate() {
+            let Some(c) = c else { continue };
+            best = match best {
+                Some(b) => {
+                    let bc = cursors[b].as_ref().ok_or_else(|| Error::Internal("merge cursor".into()))?;
+                    if c.rows.row(c.pos) < bc.rows.row(bc.pos) { Some(i) } else { Some(b) }
+                }
+                None => Some(i),
+            };
+        }
+        let Some(i) = best else { break };
+        let (slot, pos, exhausted) = {
+            let c = cursors[i].as_mut().ok_or_else(|| Error::Internal("merge cursor".into()))?;
+            let p = (c.slot, c.pos);
+            c.pos += 1;
+            (p.0, p.1, c.pos == c.len)
         };
-        Ok(take_record_batch(&all, &order)?)
+        picks.push((slot, pos));
+        if exhausted {
+            cursors[i] = load(&mut sources[i], &mut slots)?;
+        }
+        if picks.len() == RUN_BATCH_ROWS {
+            flush(&mut picks, &mut slots, &mut cursors, schema, &mut sink)?;
+        }
+    }
+    if !picks.is_empty() {
+        flush(&mut picks, &mut slots, &mut cursors, schema, &mut sink)?;
+    }
+    return Ok(());
+
+    /// Emits the picked rows and drops batches no cursor still points into.
+    fn flush(
+        picks: &mut Vec<(usize, usize)>,
+        slots: &mut Vec<RecordBatch>,
+        cursors: &mut [Option<Cursor>],
+        schema: &SchemaRef,
+        sink: &mut impl FnMut(&RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let refs: Vec<&RecordBatch> = slots.iter().collect();
+        let out = if refs.is_empty() {
+            RecordBatch::new_empty(schema.clone())
+        } else {
+            arrow::compute::interleave_record_batch(&refs, picks)?
+        };
+        sink(&out)?;
+        picks.clear();
+        let mut kept = Vec::new();
+        for c in cursors.iter_mut().flatten() {
+            kept.push(slots[c.slot].clone());
+            c.slot = kept.len() - 1;
+        }
+        *slots = kept;
+        Ok(())
     }
 }
 

@@ -288,12 +288,13 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
         r.rows as f64 / secs.max(1e-9)
     );
     println!(
-        "  passes: histogram {:.2} s, scatter {:.2} s, sort+write {:.2} s, publish {:.2} s; spilled {} MiB; RA/Dec columns {}, {}",
+        "  passes: histogram {:.2} s, scatter {:.2} s, sort+write {:.2} s, publish {:.2} s; spilled {} MiB, {} partition(s) merged from sorted runs; RA/Dec columns {}, {}",
         r.seconds[0],
         r.seconds[1],
         r.seconds[2],
         r.seconds[3],
         r.spilled_bytes >> 20,
+        r.merged_partitions,
         r.ra_dec.0,
         r.ra_dec.1
     );

@@ -29,4 +29,4 @@ pub use properties::Properties;
 pub use reader::{Catalog, CatalogEntry, list_catalogs};
 pub use skymap::Skymap;
 pub use store::{Location, StoreOptions};
-pub use writer::{CatalogBuilder, HEALPIX_COLUMN, LeafSettings, StagedCatalog};
+pub use writer::{CatalogBuilder, HEALPIX_COLUMN, LeafSettings, LeafWriter, StagedCatalog};

@@ -241,51 +241,34 @@ impl CatalogBuilder {
     /// Writes one partition from batches already sorted by `_healpix_29` (then the sort
     /// columns). Checks that every row lies inside `pixel`. Callable from several threads.
     pub fn write_leaf(&self, pixel: Pixel, batches: &[RecordBatch]) -> Result<LeafInfo> {
-        let range = pixel.range29();
+        let mut w = self.leaf_writer(pixel)?;
         for b in batches {
-            let h = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .ok_or_else(|| Error::Internal("first column is not _healpix_29".into()))?;
-            if let (Some(first), Some(last)) = (h.values().first(), h.values().last())
-                && (*first < range.start || *last >= range.end)
-            {
-                return Err(Error::Internal(format!(
-                    "rows outside partition {pixel} handed to its leaf"
-                )));
-            }
+            w.write(b)?;
         }
+        w.finish()
+    }
+
+    /// Starts a leaf to be written batch by batch (for partitions merged from sorted runs).
+    /// Batches must arrive in `_healpix_29` order.
+    pub fn leaf_writer(&self, pixel: Pixel) -> Result<LeafWriter<'_>> {
         let path = self.staging.join("dataset").join(pixel.leaf_name());
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut w = ArrowWriter::try_new(
+        let writer = ArrowWriter::try_new(
             std::io::BufWriter::with_capacity(1 << 20, file),
             self.schema.clone(),
             Some(self.props.clone()),
         )?;
-        let mut rows = 0u64;
-        for b in batches {
-            rows += b.num_rows() as u64;
-            w.write(b)?;
-        }
-        let metadata = w.close()?;
-        let bytes = std::fs::metadata(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .len();
-        let info = LeafInfo {
+        Ok(LeafWriter {
+            builder: self,
             pixel,
-            rows,
-            bytes,
-            metadata,
-        };
-        self.leaves
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(info.clone());
-        Ok(info)
+            path,
+            writer,
+            rows: 0,
+            last: i64::MIN,
+        })
     }
 
     /// Writes the catalog-level files (`_metadata`, `_common_metadata`,
@@ -383,6 +366,76 @@ impl Drop for CatalogBuilder {
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
+    }
+}
+
+/// A leaf being written; see [`CatalogBuilder::leaf_writer`].
+pub struct LeafWriter<'a> {
+    builder: &'a CatalogBuilder,
+    pixel: Pixel,
+    path: PathBuf,
+    writer: ArrowWriter<std::io::BufWriter<std::fs::File>>,
+    rows: u64,
+    last: i64,
+}
+
+impl std::fmt::Debug for LeafWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafWriter")
+            .field("pixel", &self.pixel)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl LeafWriter<'_> {
+    /// Appends rows. Checks that they lie inside the pixel and continue the
+    /// `_healpix_29` order.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let range = self.pixel.range29();
+        let h = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .ok_or_else(|| Error::Internal("first column is not _healpix_29".into()))?;
+        if let (Some(first), Some(last)) = (h.values().first(), h.values().last()) {
+            if *first < range.start || *last >= range.end {
+                return Err(Error::Internal(format!(
+                    "rows outside partition {} handed to its leaf",
+                    self.pixel
+                )));
+            }
+            if *first < self.last {
+                return Err(Error::Internal(format!(
+                    "rows of partition {} arrived out of _healpix_29 order",
+                    self.pixel
+                )));
+            }
+            self.last = *last;
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch)?;
+        Ok(())
+    }
+
+    /// Closes the file and records the leaf in the catalog.
+    pub fn finish(self) -> Result<LeafInfo> {
+        let metadata = self.writer.close()?;
+        let bytes = std::fs::metadata(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?
+            .len();
+        let info = LeafInfo {
+            pixel: self.pixel,
+            rows: self.rows,
+            bytes,
+            metadata,
+        };
+        self.builder
+            .leaves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(info.clone());
+        Ok(info)
     }
 }
 

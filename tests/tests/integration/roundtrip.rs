@@ -71,15 +71,15 @@ fn hip2_round_trips_every_value_with_units_and_converted_positions() {
 fn synthetic_catalog_spills_under_a_small_memory_limit_and_keeps_every_value() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("sky.csv");
-    write_sky_csv(&csv, 400_000, 11);
+    write_sky_csv(&csv, 800_000, 11);
     let target = dir.path().join("root/synth/sky");
     let mut opts = small_load(&csv, target.to_str().unwrap());
     opts.plan.threshold = 20_000;
-    // 400k rows of ~100 B in memory do not fit the scatter half of this budget.
-    opts.memory_limit = 120 << 20;
+    // 800k rows of ~60 B in memory do not fit the scatter half of this budget.
+    opts.memory_limit = 140 << 20;
     opts.scratch = Some(dir.path().join("scratch"));
     let report = load(&opts);
-    assert_eq!(report.rows, 400_000);
+    assert_eq!(report.rows, 800_000);
     assert!(report.spilled_bytes > 0, "expected spilling, got {report:?}");
     let cat = open(target.to_str().unwrap(), &StoreOptions::default());
     let (src, cols) = source_digest(&opts.inputs, None, &ReadOptions::default());
@@ -97,6 +97,60 @@ fn synthetic_catalog_spills_under_a_small_memory_limit_and_keeps_every_value() {
             }
         }
     }
+}
+
+#[test]
+fn partitions_larger_than_memory_are_merged_from_sorted_runs() {
+    // 300k rows in few big partitions under a limit that lets a writer sort only ~50k rows:
+    // each partition is spilled as sorted runs and merged into its leaf.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("field.csv");
+    {
+        use rand::{Rng, SeedableRng};
+        use std::io::Write;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+        writeln!(w, "id,ra,dec,mag").unwrap();
+        for i in 0..300_000 {
+            // A 10° field, and magnitudes with many ties.
+            let (ra, dec): (f64, f64) = (rng.random_range(40.0..50.0), rng.random_range(10.0..20.0));
+            writeln!(w, "{i},{ra:.8},{dec:.8},{}", rng.random_range(0..50) as f64 / 2.0).unwrap();
+        }
+    }
+    let target = dir.path().join("root/synth/merged");
+    let mut opts = small_load(&csv, target.to_str().unwrap());
+    opts.plan.threshold = 300_000;
+    opts.highest_order = 6;
+    opts.memory_limit = 130 << 20;
+    opts.leaf.sort_columns = vec!["mag".into()];
+    opts.leaf.row_group_rows = 10_000;
+    let report = load(&opts);
+    assert!(report.spilled_bytes > 0);
+    assert!(report.merged_partitions > 0, "{report:?}");
+    let cat = open(target.to_str().unwrap(), &StoreOptions::default());
+    assert_eq!(cat.properties.get("hats_cols_sort"), Some("mag"));
+    let (src, cols) = source_digest(&opts.inputs, None, &ReadOptions::default());
+    assert_eq!(catalog_digest(&cat, &cols), src);
+    let mut biggest = 0;
+    for p in &cat.partitions {
+        let mut last = (i64::MIN, f64::MIN);
+        let mut n = 0;
+        for b in block_on(cat.read_partition(*p, Some(&["_healpix_29", "mag"]))).unwrap() {
+            let h = b.column(0).as_primitive::<Int64Type>();
+            let m = b.column(1).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                let key = (h.value(i), m.value(i));
+                assert!(key >= last, "{p}: {key:?} after {last:?}");
+                assert!(p.range29().contains(&key.0));
+                last = key;
+                n += 1;
+            }
+        }
+        biggest = biggest.max(n);
+    }
+    assert!(biggest > 100_000, "expected big partitions, largest has {biggest} rows");
+    let (ok, json, err) = hats_compat(&["validate", target.to_str().unwrap()]);
+    assert!(ok, "{json}\n{err}");
 }
 
 #[test]
