@@ -430,7 +430,8 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
             }
         }
     }
-    let (mut input_schema, first_path) = first.ok_or_else(|| Error::Internal("no inputs".into()))?;
+    let (mut input_schema, first_path) =
+        first.ok_or_else(|| Error::Internal("no inputs".into()))?;
     // Text inputs infer types from a sample; a typo in a coordinate makes the column text.
     // Coordinates must be numbers, so read them as such and let the bad value be reported
     // at its line (or skipped).
@@ -446,7 +447,15 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     }
     if !forced.is_empty() {
         read.column_types.extend(forced);
-        input_schema = open(&first_path, opts.format, &ReadOptions { projection: None, ..read.clone() })?.schema();
+        input_schema = open(
+            &first_path,
+            opts.format,
+            &ReadOptions {
+                projection: None,
+                ..read.clone()
+            },
+        )?
+        .schema();
     }
     let ra = find_coord(&input_schema, opts.ra.as_deref(), true)?;
     let dec = find_coord(&input_schema, opts.dec.as_deref(), false)?;
@@ -503,7 +512,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     }
     let parts = plan_partitions(&hist, &opts.plan)?;
     let starts: Vec<i64> = parts.iter().map(|p| p.range29().start).collect();
-    let max_part_rows = parts
+    let planned_rows: Vec<u64> = parts
         .iter()
         .map(|p| {
             let s = 2 * (k - p.order) as u32;
@@ -511,15 +520,17 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                 .iter()
                 .sum::<u64>()
         })
-        .max()
-        .unwrap_or(0);
+        .collect();
+    let max_part_rows = planned_rows.iter().copied().max().unwrap_or(0);
     // Memory plan. Fixed: the histogram, code and I/O buffers. Half of the rest holds the
     // scattered rows of pass 2; the other half is shared by the writer threads, each sorting
     // at most `sort_cap_rows` rows in memory (two copies: concatenated and sorted) next to a
     // Parquet row group. Larger partitions are merged from sorted runs, so any partition size
     // fits any budget above the floor.
     let threads = rayon::current_num_threads().max(1);
-    let fixed = hist.counts.len() as u64 * 8 + (64 << 20);
+    // 192 MiB: the process itself, the reader's chunks in flight and their parsed batches, the group being
+    // scattered, and allocator slack.
+    let fixed = hist.counts.len() as u64 * 8 + (192 << 20);
     let floor = fixed + (64 << 20);
     if opts.memory_limit < floor {
         return Err(Error::ResourcesExhausted(format!(
@@ -528,11 +539,15 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
             floor >> 20
         )));
     }
-    let budget = opts.memory_limit - fixed;
+    // 20 % of the rest is kept as slack for allocator overhead and transient copies (spills
+    // concatenate a buffer before writing it), measured with `/usr/bin/time -v`.
+    let budget = (opts.memory_limit - fixed) / 5 * 4;
     let scatter_budget = budget / 2;
     let row_group_bytes = (opts.leaf.row_group_rows as f64 * bytes_per_row) as u64;
     let per_thread = (budget / 2 / threads as u64).saturating_sub(row_group_bytes);
-    let sort_cap_rows = ((per_thread as f64 / (bytes_per_row * 2.5)) as u64).max(RUN_BATCH_ROWS as u64);
+    // In-memory sort of a partition: its rows read back from spills, concatenated, sorted.
+    let sort_cap_rows =
+        ((per_thread as f64 / (bytes_per_row * 3.0)) as u64).max(RUN_BATCH_ROWS as u64);
     let keys = sort_keys(&schema, &opts.leaf.sort_columns)?;
     tracing::info!(
         partitions = parts.len(),
@@ -549,7 +564,15 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
         .prefix("tessera-load-")
         .tempdir_in(&scratch_root)
         .map_err(|e| Error::io(&scratch_root, e))?;
-    let mut buffers: Vec<PartBuffer> = (0..parts.len()).map(|_| PartBuffer::default()).collect();
+    // Rows only drop between the passes (bad rows), so a partition planned within the sort
+    // cap is sorted in memory, and only the larger ones are merged from sorted runs.
+    let mut buffers: Vec<PartBuffer> = planned_rows
+        .iter()
+        .map(|&n| PartBuffer {
+            merge: n > sort_cap_rows,
+            ..Default::default()
+        })
+        .collect();
     let mut buffered = 0u64;
     let mut spilled_bytes = 0u64;
     // The histogram's memory is reused to count the rows pass 2 actually keeps (rows a reader
@@ -585,7 +608,8 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
                 .collect();
             for s in scattered {
                 for (pi, rb) in s? {
-                    let bytes = (rb.num_rows() as f64 * bytes_per_row) as u64;
+                    // Charged at its real size (taken batches own exactly their buffers).
+                    let bytes = rb.get_array_memory_size() as u64;
                     rows_done += rb.num_rows() as u64;
                     buffers[pi].rows += rb.num_rows() as u64;
                     buffers[pi].mem_rows += rb.num_rows() as u64;
@@ -596,7 +620,10 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
             }
             // Spill a partition whose rows in memory outgrow what a writer may sort, and the
             // largest buffers while the total is over budget (until half of it is free).
-            let mut chosen: Vec<bool> = buffers.iter().map(|b| b.mem_rows > sort_cap_rows).collect();
+            let mut chosen: Vec<bool> = buffers
+                .iter()
+                .map(|b| b.merge && b.mem_rows > sort_cap_rows)
+                .collect();
             for (b, c) in buffers.iter().zip(&chosen) {
                 if *c {
                     buffered -= b.bytes;
@@ -647,12 +674,12 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
         .filter(|(_, b)| b.rows > 0)
         .collect();
     let sort_cols = &opts.leaf.sort_columns;
-    let merged_partitions = jobs.iter().filter(|(_, b)| b.rows > sort_cap_rows).count();
+    let merged_partitions = jobs.iter().filter(|(_, b)| b.merge).count();
     let cell_runs: Vec<Vec<(u64, u64)>> = pool.install(|| {
         jobs.into_par_iter()
             .map(|(pixel, buf)| -> Result<Vec<(u64, u64)>> {
                 let rows = buf.rows;
-                let cells = buf.write(pixel, &builder, &schema, &keys, sort_cap_rows, shift)?;
+                let cells = buf.write(pixel, &builder, &schema, &keys, shift)?;
                 let d = done.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
                 progress.update(
                     "pass 3/3: sort and write",
@@ -812,12 +839,16 @@ struct PartBuffer {
     rows: u64,
     /// Rows currently in memory.
     mem_rows: u64,
-    /// Estimated bytes currently in memory.
+    /// Bytes currently in memory.
     bytes: u64,
+    /// The partition is planned larger than a writer may sort in memory: its spills are
+    /// sorted runs, merged when the leaf is written. Known from the pass-1 histogram.
+    merge: bool,
 }
 
-/// Rows per batch of a spilled run, and per merge output chunk.
-const RUN_BATCH_ROWS: usize = 8192;
+/// Rows per batch of a spilled run, and per merge output chunk. A merge holds one batch and
+/// one small read buffer per run, so this bounds its memory: runs × 4096 rows.
+const RUN_BATCH_ROWS: usize = 4096;
 
 fn sort_keys(schema: &SchemaRef, sort_cols: &[String]) -> Result<Vec<usize>> {
     let mut keys = vec![0];
@@ -848,22 +879,35 @@ fn sort_batch(all: &RecordBatch, keys: &[usize]) -> Result<RecordBatch> {
     Ok(take_record_batch(all, &order)?)
 }
 
-fn read_run(path: &Path) -> Result<arrow::ipc::reader::StreamReader<std::io::BufReader<std::fs::File>>> {
+fn read_run(
+    path: &Path,
+) -> Result<arrow::ipc::reader::StreamReader<std::io::BufReader<std::fs::File>>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     Ok(arrow::ipc::reader::StreamReader::try_new(
-        std::io::BufReader::with_capacity(1 << 20, file),
+        std::io::BufReader::with_capacity(64 << 10, file),
         None,
     )?)
 }
 
 impl PartBuffer {
-    /// Sorts the in-memory rows and writes them as a run to an Arrow IPC file; returns the
-    /// bytes written.
-    fn spill(&mut self, dir: &Path, index: usize, schema: &SchemaRef, keys: &[usize]) -> Result<u64> {
+    /// Writes the in-memory rows to an Arrow IPC file (as a sorted run for partitions that
+    /// will be merged); returns the bytes written.
+    fn spill(
+        &mut self,
+        dir: &Path,
+        index: usize,
+        schema: &SchemaRef,
+        keys: &[usize],
+    ) -> Result<u64> {
         let path = dir.join(format!("p{index}-{}.arrows", self.spills.len()));
         let all = concat_batches(schema, &std::mem::take(&mut self.batches))?;
-        let sorted = sort_batch(&all, keys)?;
-        drop(all);
+        // Only partitions that will be merged need sorted runs; the others are sorted once,
+        // in memory, when their leaf is written.
+        let sorted = if self.merge {
+            sort_batch(&all, keys)?
+        } else {
+            all
+        };
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         let mut w = arrow::ipc::writer::StreamWriter::try_new(
             std::io::BufWriter::with_capacity(1 << 20, file),
@@ -893,7 +937,6 @@ impl PartBuffer {
         builder: &CatalogBuilder,
         schema: &SchemaRef,
         keys: &[usize],
-        sort_cap_rows: u64,
         shift: u32,
     ) -> Result<Vec<(u64, u64)>> {
         let mut cells = Vec::new();
@@ -911,7 +954,7 @@ impl PartBuffer {
             }
             Ok(())
         };
-        if self.rows <= sort_cap_rows {
+        if !self.merge {
             let mut batches = Vec::new();
             for path in &self.spills {
                 for b in read_run(path)? {
@@ -941,8 +984,7 @@ impl PartBuffer {
         let mut w = builder.leaf_writer(pixel)?;
         merge_runs(sources, schema, keys, |b| {
             count(b)?;
-            w.write(b)
-                .map_err(Error::from)
+            w.write(b).map_err(Error::from)
         })?;
         w.finish()?;
         for path in &self.spills {
@@ -1020,15 +1062,23 @@ fn merge_runs(
             let Some(c) = c else { continue };
             best = match best {
                 Some(b) => {
-                    let bc = cursors[b].as_ref().ok_or_else(|| Error::Internal("merge cursor".into()))?;
-                    if c.rows.row(c.pos) < bc.rows.row(bc.pos) { Some(i) } else { Some(b) }
+                    let bc = cursors[b]
+                        .as_ref()
+                        .ok_or_else(|| Error::Internal("merge cursor".into()))?;
+                    if c.rows.row(c.pos) < bc.rows.row(bc.pos) {
+                        Some(i)
+                    } else {
+                        Some(b)
+                    }
                 }
                 None => Some(i),
             };
         }
         let Some(i) = best else { break };
         let (slot, pos, exhausted) = {
-            let c = cursors[i].as_mut().ok_or_else(|| Error::Internal("merge cursor".into()))?;
+            let c = cursors[i]
+                .as_mut()
+                .ok_or_else(|| Error::Internal("merge cursor".into()))?;
             let p = (c.slot, c.pos);
             c.pos += 1;
             (p.0, p.1, c.pos == c.len)

@@ -312,7 +312,11 @@ fn info(a: InfoArgs) -> anyhow::Result<()> {
         let cat = tessera_engine::Catalog::open(&loc)
             .await
             .with_context(|| format!("opening {}", a.catalog))?;
-        let name = loc.prefix.filename().map(str::to_string).unwrap_or_default();
+        let name = loc
+            .prefix
+            .filename()
+            .map(str::to_string)
+            .unwrap_or_default();
         let d = tessera_engine::CatalogInfo::describe("", &name, &cat);
         println!("catalog:    {}", loc.url);
         println!("rows:       {}", d.rows);

@@ -19,7 +19,12 @@ fn write_csv(path: &Path, rows: usize, offset: f64) {
     for i in 0..rows {
         let ra = (i as f64 * 0.137 + offset) % 360.0;
         let dec = ((i as f64 * 0.0731) % 178.0) - 89.0;
-        writeln!(w, "{i},{ra:.6},{dec:.6},{:.3}", 10.0 + (i % 100) as f64 / 10.0).unwrap();
+        writeln!(
+            w,
+            "{i},{ra:.6},{dec:.6},{:.3}",
+            10.0 + (i % 100) as f64 / 10.0
+        )
+        .unwrap();
     }
 }
 
@@ -82,18 +87,30 @@ fn load_and_info_show_partitions_orders_rows_and_metadata() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing.csv does not exist") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("missing.csv does not exist") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 /// Reads the printed `home:` URL of a starting server.
 fn start_server(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(u) = line.trim().strip_prefix("home:") {
-                let _ = tx.send(u.trim().trim_start_matches("http://").trim_end_matches('/').to_string());
+                let _ = tx.send(
+                    u.trim()
+                        .trim_start_matches("http://")
+                        .trim_end_matches('/')
+                        .to_string(),
+                );
             }
         }
     });
@@ -106,7 +123,11 @@ fn start_server(cmd: &mut Command) -> (Child, String) {
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp[9..12].parse().unwrap();
@@ -127,7 +148,13 @@ fn serve_lists_catalogs_with_rows_and_columns() {
     let csv = dir.path().join("s.csv");
     write_csv(&csv, 3_000, 1.0);
     let root = dir.path().join("root");
-    run_ok(tessera().arg("load").arg(&csv).arg("--catalog").arg(root.join("survey/bright")));
+    run_ok(
+        tessera()
+            .arg("load")
+            .arg(&csv)
+            .arg("--catalog")
+            .arg(root.join("survey/bright")),
+    );
     let (child, addr) = start_server(
         tessera()
             .arg("serve")
@@ -138,7 +165,10 @@ fn serve_lists_catalogs_with_rows_and_columns() {
     let _guard = Kill(child);
     let (status, body) = get(&addr, "/");
     assert_eq!(status, 200);
-    assert!(body.contains("survey.bright") && body.contains("3000 rows"), "{body}");
+    assert!(
+        body.contains("survey.bright") && body.contains("3000 rows"),
+        "{body}"
+    );
     assert!(body.contains("<td>mag</td>"), "{body}");
     assert!(body.contains("access-control-allow-origin: *"), "{body}");
     let (status, body) = get(&addr, "/health");
@@ -163,8 +193,15 @@ fn serve_without_data_builds_the_demo_archive_once() {
     let built = t.elapsed();
     let (status, body) = get(&addr, "/");
     assert_eq!(status, 200);
-    assert!(body.contains("hipparcos.hip2") && body.contains("117955 rows"), "{body}");
-    assert!(dir.path().join("tessera-data/hipparcos/hip2/hats.properties").is_file());
+    assert!(
+        body.contains("hipparcos.hip2") && body.contains("117955 rows"),
+        "{body}"
+    );
+    assert!(
+        dir.path()
+            .join("tessera-data/hipparcos/hip2/hats.properties")
+            .is_file()
+    );
     // Debug builds are slow; the release figure is in docs/benchmarks.md.
     assert!(built < Duration::from_secs(120), "{built:?}");
 }
@@ -220,7 +257,10 @@ fn a_load_killed_with_sigkill_leaves_the_previous_version_intact() {
         assert_eq!(checksum(&cat), before, "killed after {delay_ms} ms");
         assert_eq!(dir_listing(&cat), files_before);
     }
-    assert!(killed_mid_load > 0, "every load finished before it could be killed");
+    assert!(
+        killed_mid_load > 0,
+        "every load finished before it could be killed"
+    );
     // The next load succeeds and clears the staging area the killed ones left.
     run_ok(tessera().arg("load").arg(&v1).arg("--catalog").arg(&cat));
     let hidden: Vec<_> = std::fs::read_dir(cat.parent().unwrap())

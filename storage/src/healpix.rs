@@ -145,7 +145,9 @@ pub fn cone_ranges(ra_deg: f64, dec_deg: f64, radius_deg: f64) -> Result<RangeSe
         )));
     }
     if radius_deg >= 180.0 {
-        return Ok(RangeSet::from_ranges(std::iter::once(0..n_cells(ORDER_29) as i64).collect()));
+        return Ok(RangeSet::from_ranges(
+            std::iter::once(0..n_cells(ORDER_29) as i64).collect(),
+        ));
     }
     let r = radius_deg.to_radians();
     if radius_deg > 90.0 {

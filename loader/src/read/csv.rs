@@ -930,7 +930,8 @@ mod tests {
     #[test]
     fn quote_free_fast_path_matches_the_general_parser() {
         let dir = tempfile::tempdir().unwrap();
-        let body = "id,ra,dec,name\r\n# comment\r\n1,10.5,-3,a b\r\n\r\n2, 11 ,4.25,\r\n3,NaN,+5,x\n";
+        let body =
+            "id,ra,dec,name\r\n# comment\r\n1,10.5,-3,a b\r\n\r\n2, 11 ,4.25,\r\n3,NaN,+5,x\n";
         // Same content with a quoted field forces the csv-core path.
         let quoted = body.replace("a b", "\"a b\"");
         let mut results = vec![];
@@ -938,7 +939,9 @@ mod tests {
             let p = write(&dir, name, &text);
             let mut src = CsvSource::open(&p, &ReadOptions::default()).unwrap();
             let b = read_all(&mut src).unwrap().remove(0);
-            let RowLoc::Lines(lines) = &b.loc else { panic!() };
+            let RowLoc::Lines(lines) = &b.loc else {
+                panic!()
+            };
             assert_eq!(lines, &vec![3, 5, 6], "{name}");
             results.push(b.batch);
         }
@@ -955,7 +958,10 @@ mod tests {
         };
         let mut src = CsvSource::open(&p, &opts).unwrap();
         let e = read_all(&mut src).unwrap_err().to_string();
-        assert!(e.contains("line 3") && e.contains("expected 3 fields, found 2"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("expected 3 fields, found 2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub(crate) fn python() -> &'static Path {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let venv = stdout.lines().last().expect("python-env printed nothing").trim();
+        let venv = stdout
+            .lines()
+            .last()
+            .expect("python-env printed nothing")
+            .trim();
         PathBuf::from(venv).join("bin/python")
     })
 }
@@ -149,8 +153,8 @@ pub(crate) fn source_digest(
     let mut src = tessera_loader::source::open(&inputs[0], format, read).unwrap();
     let cols = tessera_loader::checksum::data_columns(&src.schema());
     drop(src.next_batch());
-    let sum =
-        tessera_loader::checksum::source_checksum(inputs, format, read, Some(cols.clone())).unwrap();
+    let sum = tessera_loader::checksum::source_checksum(inputs, format, read, Some(cols.clone()))
+        .unwrap();
     (sum.digest(), cols)
 }
 

@@ -30,7 +30,10 @@ fn hats_validator_accepts_tessera_output_and_lsdb_cones_are_exact() {
     ] {
         let (ok, json, err) = hats_compat(&["cone", t, ra, dec, r, "--id", "id"]);
         assert!(ok, "cone ({ra}, {dec}, {r}\") failed: {json}\n{err}");
-        assert!(json.contains("\"missing_in_lsdb\": 0") && json.contains("\"extra_in_lsdb\": 0"), "{json}");
+        assert!(
+            json.contains("\"missing_in_lsdb\": 0") && json.contains("\"extra_in_lsdb\": 0"),
+            "{json}"
+        );
     }
 }
 
@@ -39,7 +42,10 @@ fn hip2_cones_match_the_reference_counts() {
     // DATA.md: pole (0, +90, r=2°) → 31 hip2 rows; RA wrap (359.9, 0, r=2°) → 25 rows.
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("root/hipparcos/hip2");
-    let mut opts = small_load(&datasets().join("hipparcos/hip2.dat.zst"), target.to_str().unwrap());
+    let mut opts = small_load(
+        &datasets().join("hipparcos/hip2.dat.zst"),
+        target.to_str().unwrap(),
+    );
     opts.format = Some(tessera_loader::Format::Cds);
     opts.read.readme = Some(datasets().join("hipparcos/ReadMe"));
     opts.plan.threshold = 20_000;
@@ -97,7 +103,8 @@ fn catalogs_made_by_hats_import_read_back_with_identical_rows() {
                 .iter()
                 .map(|f| cast(b.column_by_name(f.name()).unwrap(), f.data_type()).unwrap())
                 .collect();
-            got.add(&RecordBatch::try_new(schema.clone(), arrays).unwrap()).unwrap();
+            got.add(&RecordBatch::try_new(schema.clone(), arrays).unwrap())
+                .unwrap();
         }
     }
     assert_eq!(got.digest(), want.digest());
@@ -148,7 +155,11 @@ vt.to_xml(sys.argv[2])
         .arg(&vot)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cols: Vec<String> = ["source_id", "RA_ICRS", "DE_ICRS", "Gmag", "nobs"]
         .iter()
         .map(|s| s.to_string())
@@ -162,10 +173,13 @@ vt.to_xml(sys.argv[2])
         assert_eq!(r.rows, 20_000);
         assert_eq!(r.ra_dec, ("RA_ICRS".to_string(), "DE_ICRS".to_string()));
         let cat = open(target.to_str().unwrap(), &StoreOptions::default());
-        let g = tessera_storage::columns::ColumnMeta::of(cat.schema.field_with_name("Gmag").unwrap());
+        let g =
+            tessera_storage::columns::ColumnMeta::of(cat.schema.field_with_name("Gmag").unwrap());
         assert_eq!(g.unit.as_deref(), Some("mag"), "{name}");
         assert_eq!(g.description.as_deref(), Some("G magnitude"), "{name}");
-        let ra = tessera_storage::columns::ColumnMeta::of(cat.schema.field_with_name("RA_ICRS").unwrap());
+        let ra = tessera_storage::columns::ColumnMeta::of(
+            cat.schema.field_with_name("RA_ICRS").unwrap(),
+        );
         assert_eq!(ra.ucd.as_deref(), Some("pos.eq.ra;meta.main"), "{name}");
         digests.push(catalog_digest(&cat, &cols));
         let (ok, json, err) = hats_compat(&["validate", target.to_str().unwrap()]);

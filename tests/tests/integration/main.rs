@@ -1,8 +1,8 @@
 //! Workspace integration tests: one binary, one module per concern.
 
-mod common;
 /// Bad input and interrupted loads: clear errors, nothing half-written, previous versions kept.
 mod bad_input;
+mod common;
 /// Compatibility with the Python HATS stack (hats validator, LSDB cones, hats-import output).
 mod compat;
 /// Loading and reading back: row counts and value checksums preserved.

@@ -18,8 +18,17 @@ impl S3Server {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "s3-server: {}", String::from_utf8_lossy(&out.stderr));
-        let endpoint = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string();
+        assert!(
+            out.status.success(),
+            "s3-server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let endpoint = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_string();
         assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
         S3Server { dir, endpoint }
     }
@@ -64,7 +73,10 @@ fn load_to_and_read_from_a_real_s3_server() {
     let root = Location::parse("s3://archive/root", &s3.options()).unwrap();
     let list = block_on(list_catalogs(&root)).unwrap();
     assert_eq!(list.len(), 1);
-    assert_eq!((list[0].schema.as_str(), list[0].table.as_str()), ("survey", "sky"));
+    assert_eq!(
+        (list[0].schema.as_str(), list[0].table.as_str()),
+        ("survey", "sky")
+    );
 
     // A second, smaller version replaces the first: no stale leaves remain.
     let small = dir.path().join("small.csv");
@@ -79,9 +91,15 @@ fn load_to_and_read_from_a_real_s3_server() {
     let objects: Vec<_> = block_on(async {
         use futures::TryStreamExt;
         let loc = Location::parse(url, &s3.options()).unwrap();
-        loc.store.list(Some(&loc.prefix)).try_collect::<Vec<_>>().await
+        loc.store
+            .list(Some(&loc.prefix))
+            .try_collect::<Vec<_>>()
+            .await
     })
     .unwrap();
-    let leaves = objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet")).count();
+    let leaves = objects
+        .iter()
+        .filter(|o| o.location.as_ref().ends_with(".parquet"))
+        .count();
     assert_eq!(leaves, cat.partitions.len());
 }
