@@ -30,7 +30,10 @@ const CHUNK_BYTES: usize = 4 << 20;
 /// A CSV/TSV file opened for reading.
 pub struct CsvSource {
     file: String,
-    input: Box<dyn Read + Send>,
+    /// Record-aligned chunks `(bytes, first line)` from the reader thread.
+    chunks: std::sync::mpsc::Receiver<Result<(Vec<u8>, u64)>>,
+    /// The reader thread has finished (end of input or error delivered).
+    done: bool,
     read_bytes: Arc<AtomicU64>,
     total_bytes: u64,
     delimiter: u8,
@@ -39,11 +42,6 @@ pub struct CsvSource {
     /// Index in the record of each output column.
     projection: Vec<usize>,
     ncols: usize,
-    /// Bytes read but not yet parsed (start at a record boundary).
-    pending: Vec<u8>,
-    /// 1-based line number of the first line of `pending`.
-    pending_line: u64,
-    eof: bool,
     ready: VecDeque<SourceBatch>,
     bad_rows: BadRows,
 }
@@ -218,9 +216,39 @@ impl CsvSource {
             None => (0..names.len()).collect(),
         };
         let schema = Arc::new(full_schema.project(&projection)?);
+        // A reader thread cuts the input into record-aligned chunks while the rayon threads
+        // parse the previous ones: reading and line counting overlap parsing.
+        let mut chunker = Chunker {
+            file: file.clone(),
+            input,
+            pending,
+            pending_line,
+            eof,
+        };
+        let (tx, chunks) = std::sync::mpsc::sync_channel(rayon::current_num_threads().max(1) * 2);
+        std::thread::Builder::new()
+            .name("tessera-csv-reader".into())
+            .spawn(move || {
+                loop {
+                    match chunker.next_chunk() {
+                        Ok(Some(c)) => {
+                            if tx.send(Ok(c)).is_err() {
+                                break; // the source was dropped
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::io(path, e))?;
         Ok(CsvSource {
             file,
-            input,
+            chunks,
+            done: false,
             read_bytes,
             total_bytes,
             delimiter,
@@ -228,9 +256,6 @@ impl CsvSource {
             schema,
             projection,
             ncols: names.len(),
-            pending,
-            pending_line,
-            eof,
             ready: VecDeque::new(),
             bad_rows: opts.bad_rows.clone(),
         })
@@ -245,49 +270,11 @@ impl CsvSource {
     fn parse_group(&mut self) -> Result<()> {
         let nchunks = rayon::current_num_threads().max(1) * 2;
         let mut chunks: Vec<(Vec<u8>, u64)> = Vec::with_capacity(nchunks);
-        while chunks.len() < nchunks {
-            while !self.eof && self.pending.len() < CHUNK_BYTES {
-                self.eof = fill(
-                    &mut self.input,
-                    &mut self.pending,
-                    CHUNK_BYTES,
-                    Path::new(&self.file),
-                )?;
+        while chunks.len() < nchunks && !self.done {
+            match self.chunks.recv() {
+                Ok(c) => chunks.push(c?),
+                Err(_) => self.done = true,
             }
-            if self.pending.is_empty() {
-                break;
-            }
-            let cut = if self.eof && self.pending.len() <= CHUNK_BYTES {
-                self.pending.len()
-            } else {
-                match record_boundary(&self.pending[..self.pending.len().min(CHUNK_BYTES)]) {
-                    Some(c) => c,
-                    None => {
-                        // A record longer than a chunk: read more.
-                        if self.eof {
-                            self.pending.len()
-                        } else {
-                            let want = self.pending.len() * 2;
-                            self.eof = fill(
-                                &mut self.input,
-                                &mut self.pending,
-                                want,
-                                Path::new(&self.file),
-                            )?;
-                            match record_boundary(&self.pending) {
-                                Some(c) => c,
-                                None if self.eof => self.pending.len(),
-                                None => continue,
-                            }
-                        }
-                    }
-                }
-            };
-            let rest = self.pending.split_off(cut);
-            let chunk = std::mem::replace(&mut self.pending, rest);
-            let lines = memchr::memchr_iter(b'\n', &chunk).count() as u64;
-            chunks.push((chunk, self.pending_line));
-            self.pending_line += lines;
         }
         let ctx = ChunkCtx {
             file: &self.file,
@@ -309,6 +296,54 @@ impl CsvSource {
             }
         }
         Ok(())
+    }
+}
+
+/// Cuts the input into chunks of about [`CHUNK_BYTES`] that end at record boundaries.
+struct Chunker {
+    file: String,
+    input: Box<dyn Read + Send>,
+    /// Bytes read but not yet cut (start at a record boundary).
+    pending: Vec<u8>,
+    /// 1-based line number of the first line of `pending`.
+    pending_line: u64,
+    eof: bool,
+}
+
+impl Chunker {
+    fn next_chunk(&mut self) -> Result<Option<(Vec<u8>, u64)>> {
+        let path = std::path::PathBuf::from(&self.file);
+        loop {
+            while !self.eof && self.pending.len() < CHUNK_BYTES {
+                self.eof = fill(&mut self.input, &mut self.pending, CHUNK_BYTES, &path)?;
+            }
+            if self.pending.is_empty() {
+                return Ok(None);
+            }
+            let cut = if self.eof && self.pending.len() <= CHUNK_BYTES {
+                self.pending.len()
+            } else {
+                match record_boundary(&self.pending[..self.pending.len().min(CHUNK_BYTES)]) {
+                    Some(c) => c,
+                    None if self.eof => self.pending.len(),
+                    None => {
+                        // A record longer than a chunk: read more.
+                        let want = self.pending.len() * 2;
+                        self.eof = fill(&mut self.input, &mut self.pending, want, &path)?;
+                        match record_boundary(&self.pending) {
+                            Some(c) => c,
+                            None if self.eof => self.pending.len(),
+                            None => continue,
+                        }
+                    }
+                }
+            };
+            let rest = self.pending.split_off(cut);
+            let chunk = std::mem::replace(&mut self.pending, rest);
+            let first = self.pending_line;
+            self.pending_line += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+            return Ok(Some((chunk, first)));
+        }
     }
 }
 
@@ -829,7 +864,7 @@ impl RowSource for CsvSource {
 
     fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
         while self.ready.is_empty() {
-            if self.eof && self.pending.is_empty() {
+            if self.done {
                 return Ok(None);
             }
             self.parse_group()?;
