@@ -836,19 +836,6 @@ impl RawColumn {
     }
 }
 
-/// Trims ASCII whitespace on both sides.
-fn trim(b: &[u8]) -> &[u8] {
-    let s = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let e = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(s, |e| e + 1);
-    &b[s..e]
-}
-
 /// Parses an optionally signed decimal integer.
 fn parse_int(b: &[u8]) -> Option<i64> {
     let (neg, digits) = match b.first()? {
@@ -902,17 +889,17 @@ fn parse_field(col: &CdsColumn, line: &[u8]) -> std::result::Result<Cell, String
     if col.kind == Kind::Str {
         let len = raw.iter().rposition(|&c| c != b' ').map_or(0, |p| p + 1);
         let text = &raw[..len];
-        if col.nullable && trim(text).is_empty() {
+        if col.nullable && text.trim_ascii().is_empty() {
             return Ok(Cell::Null);
         }
         if let Some(nv) = &col.null_value
-            && trim(text) == nv.text.as_slice()
+            && text.trim_ascii() == nv.text.as_slice()
         {
             return Ok(Cell::Null);
         }
         return Ok(Cell::Str(s, s + len));
     }
-    let t = trim(raw);
+    let t = raw.trim_ascii();
     if t.is_empty() {
         if col.nullable {
             return Ok(Cell::Null);

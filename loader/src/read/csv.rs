@@ -601,18 +601,6 @@ fn infer<'a>(values: impl Iterator<Item = &'a str>) -> DataType {
     }
 }
 
-fn trim(b: &[u8]) -> &[u8] {
-    let s = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let e = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(s, |i| i + 1);
-    &b[s..e]
-}
-
 /// Parses a decimal number: lexical-core's fast path first (the parser arrow-cast uses), the
 /// standard library for what it does not take (`nan`, `inf`, `Infinity`, a leading `+`).
 fn parse_f64(b: &[u8]) -> Option<f64> {
@@ -752,7 +740,7 @@ impl ChunkBuilder {
         self.vals.clear();
         if fault.is_none() {
             for (oi, &ci) in ctx.projection.iter().enumerate() {
-                let t = trim(field(ci));
+                let t = field(ci).trim_ascii();
                 let v = if t.is_empty() {
                     Val::Null
                 } else {
