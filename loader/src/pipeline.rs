@@ -391,14 +391,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     let mut first: Option<(SchemaRef, PathBuf)> = None;
     let mut bytes_per_row = 64.0f64;
     for p in &opts.inputs {
-        let mut src = open(
-            p,
-            opts.format,
-            &ReadOptions {
-                projection: None,
-                ..read.clone()
-            },
-        )?;
+        let mut src = open_all(p, opts.format, &read)?;
         let schema = src.schema();
         match &first {
             None => {
@@ -447,15 +440,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     }
     if !forced.is_empty() {
         read.column_types.extend(forced);
-        input_schema = open(
-            &first_path,
-            opts.format,
-            &ReadOptions {
-                projection: None,
-                ..read.clone()
-            },
-        )?
-        .schema();
+        input_schema = open_all(&first_path, opts.format, &read)?.schema();
     }
     let ra = find_coord(&input_schema, opts.ra.as_deref(), true)?;
     let dec = find_coord(&input_schema, opts.dec.as_deref(), false)?;
@@ -583,14 +568,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadReport> {
     let group = rayon::current_num_threads().max(1);
     for (fi, p) in opts.inputs.iter().enumerate() {
         let file = p.display().to_string();
-        let mut src = open(
-            p,
-            opts.format,
-            &ReadOptions {
-                projection: None,
-                ..read.clone()
-            },
-        )?;
+        let mut src = open_all(p, opts.format, &read)?;
         loop {
             let mut batches: Vec<SourceBatch> = Vec::with_capacity(group);
             while batches.len() < group {
@@ -753,6 +731,18 @@ fn run_lengths(sorted: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
         }
     }
     out
+}
+
+/// Opens an input with all its columns.
+fn open_all(path: &Path, format: Option<Format>, read: &ReadOptions) -> Result<Box<dyn RowSource>> {
+    open(
+        path,
+        format,
+        &ReadOptions {
+            projection: None,
+            ..read.clone()
+        },
+    )
 }
 
 fn fraction(file_index: usize, files: usize, src: &dyn RowSource) -> Option<f64> {
