@@ -1,8 +1,9 @@
 //! Tessera's query engine façade: what the server and the CLI ask of the archive.
 //!
-//! Issue 3 brings ADQL on DataFusion behind this façade. For now it opens a data root and
-//! describes its catalogs (rows, partitions, columns with metadata), which is what the
-//! server's home page and `tessera info` show. The engine re-exports the storage types the
+//! [`Archive`] opens a data root and describes its catalogs (rows, partitions, columns with
+//! metadata). [`Engine`] runs ADQL 2.1 over them on DataFusion: it takes query text plus
+//! [`Limits`] and returns a stream of Arrow record batches whose fields carry the column
+//! metadata (unit, UCD, description, DALI xtype). The engine re-exports the storage types the
 //! server needs, so the server never depends on `tessera-storage` directly.
 #![deny(missing_docs)]
 
@@ -10,19 +11,17 @@ use tessera_storage::columns::ColumnMeta;
 
 pub use tessera_storage::{Catalog, Location, Pixel, Properties, StoreOptions};
 
-/// Errors of the engine, classified by who is at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The archive could not be read (storage or environment at fault).
-    #[error(transparent)]
-    Storage(#[from] tessera_storage::Error),
-    /// A catalog was asked for that does not exist (caller at fault).
-    #[error("no catalog {0}")]
-    NotFound(String),
-}
+pub mod adql;
+mod error;
+pub mod geom;
+mod query;
+mod session;
+mod tap_schema;
+mod translate;
+mod units;
 
-/// Result alias of the engine.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use error::{Error, ErrorKind, Result};
+pub use query::{Engine, FunctionDecl, Limits, QueryResult};
 
 /// A column as the archive exposes it.
 #[derive(Debug, Clone)]
@@ -31,6 +30,8 @@ pub struct ColumnInfo {
     pub name: String,
     /// Arrow data type, as text.
     pub data_type: String,
+    /// Arrow data type.
+    pub arrow_type: arrow::datatypes::DataType,
     /// Unit, UCD, description, …
     pub meta: ColumnMeta,
 }
@@ -38,6 +39,8 @@ pub struct ColumnInfo {
 /// A catalog as the archive exposes it.
 #[derive(Debug, Clone)]
 pub struct CatalogInfo {
+    /// Where the catalog lives.
+    pub location: Location,
     /// Schema name (first folder level under the root).
     pub schema: String,
     /// Table name (second level).
@@ -66,6 +69,7 @@ impl CatalogInfo {
         }
         orders.sort();
         CatalogInfo {
+            location: c.location.clone(),
             schema: schema.to_string(),
             table: table.to_string(),
             rows: c.nrows().unwrap_or(0),
@@ -78,6 +82,7 @@ impl CatalogInfo {
                 .map(|f| ColumnInfo {
                     name: f.name().clone(),
                     data_type: f.data_type().to_string(),
+                    arrow_type: f.data_type().clone(),
                     meta: ColumnMeta::of(f),
                 })
                 .collect(),

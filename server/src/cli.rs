@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
@@ -32,6 +34,8 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Describe a catalog: partitions, orders, rows, columns and their metadata.
     Info(InfoArgs),
+    /// Run an ADQL query and print the result; with --check, only check its syntax.
+    Query(QueryArgs),
 }
 
 /// Object-store flags shared by the subcommands.
@@ -146,6 +150,34 @@ pub struct InfoArgs {
     pub store: StoreArgs,
 }
 
+/// `tessera query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The ADQL query (`-` reads it from standard input).
+    pub adql: String,
+    /// Data root (default: the demo archive in ./tessera-data, built on first use).
+    #[arg(long, env = "TESSERA_DATA")]
+    pub data: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::query_cli::OutputFormat,
+    /// Only check the syntax (no data needed): exit 0 when valid, 1 with the error position
+    /// when not.
+    #[arg(long)]
+    pub check: bool,
+    /// Print at most this many rows (more rows are reported as an overflow).
+    #[arg(long)]
+    pub max_rows: Option<u64>,
+    /// Give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Print the SQL the query translates to instead of running it.
+    #[arg(long)]
+    pub explain: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
 /// Installs the log subscriber (stderr; `RUST_LOG` overrides the verbosity flag).
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -171,7 +203,72 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(a),
         Command::Load(a) => load(*a),
         Command::Info(a) => info(a),
+        Command::Query(a) => query(a),
     }
+}
+
+/// A query the engine rejected: printed as is, exit status 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} error: {source}")]
+pub struct QueryFailed {
+    /// The error's kind (`syntax`, `unknown_column`, …).
+    pub kind: &'static str,
+    /// The engine's error.
+    pub source: tessera_engine::Error,
+}
+
+fn query(a: QueryArgs) -> anyhow::Result<()> {
+    let adql = if a.adql == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the query from stdin")?;
+        s
+    } else {
+        a.adql.clone()
+    };
+    let failed = |e: tessera_engine::Error| QueryFailed {
+        kind: e.kind().as_str(),
+        source: e,
+    };
+    let limits = tessera_engine::Limits {
+        max_rows: a.max_rows,
+        timeout: a.timeout.map(std::time::Duration::from_secs_f64),
+        ..Default::default()
+    };
+    if a.check {
+        tessera_engine::Engine::check(&adql, &limits.parse).map_err(failed)?;
+        println!("ok");
+        return Ok(());
+    }
+    let store = store_options(a.store.s3_endpoint, a.store.s3_region);
+    let data = match a.data {
+        Some(d) => d,
+        None => {
+            let root = PathBuf::from("tessera-data");
+            if crate::demo::ensure_demo(&root)? {
+                eprintln!("Built the demo archive in {}", root.display());
+            }
+            root.display().to_string()
+        }
+    };
+    let root = tessera_engine::Location::parse(&data, &store)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = tessera_engine::Engine::open(root)
+            .await
+            .with_context(|| format!("opening data root {data}"))?;
+        if a.explain {
+            println!("{}", engine.translate(&adql, &limits.parse).map_err(failed)?);
+            return Ok(());
+        }
+        let result = engine.query(&adql, &limits).await.map_err(failed)?;
+        let schema = result.schema();
+        let (batches, overflow) = result.collect().await.map_err(failed)?;
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        crate::query_cli::print(&mut out, a.format, &schema, &batches, overflow)?;
+        out.flush()?;
+        Ok(())
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -5,4 +5,5 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod query_cli;
 pub mod routes;

@@ -33,7 +33,10 @@ fn main() -> std::process::ExitCode {
     match tessera_server::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // A rejected query is the user's answer, not a service failure: no log line.
+            if e.downcast_ref::<tessera_server::cli::QueryFailed>().is_none() {
+                tracing::error!("{e:#}");
+            }
             // Also on stderr without log decoration, for scripts.
             #[allow(clippy::print_stderr)]
             {

@@ -1,0 +1,308 @@
+//! The query façade: ADQL text plus limits in, a stream of Arrow record batches out.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::{Stream, StreamExt};
+
+use std::collections::HashMap;
+
+use arrow::datatypes::{Field, Schema};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use tessera_storage::columns;
+
+use crate::adql::ParseLimits;
+use crate::session::{Session, map_error};
+use crate::translate::translate;
+use crate::{Archive, Error, ErrorKind, Location, Result};
+
+/// Limits a caller puts on one query. The engine enforces them itself.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Rows returned at most; more rows set [`QueryResult::overflowed`] (TAP MAXREC).
+    pub max_rows: Option<u64>,
+    /// Wall-clock limit from the start of planning to the last batch.
+    pub timeout: Option<Duration>,
+    /// Text length and nesting depth.
+    pub parse: ParseLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: None,
+            timeout: None,
+            parse: ParseLimits::default(),
+        }
+    }
+}
+
+/// A function the service offers beyond ADQL's core, for TAP capabilities.
+#[derive(Debug, Clone)]
+pub struct FunctionDecl {
+    /// Name as used in queries.
+    pub name: &'static str,
+    /// Signature in TAPRegExt form, e.g. `ivo_healpix_index(order INTEGER, ra DOUBLE, dec DOUBLE) -> BIGINT`.
+    pub form: &'static str,
+    /// What it does.
+    pub description: &'static str,
+}
+
+/// The running query: its schema (fields carry unit, ucd, description and xtype metadata)
+/// and its batches. Dropping it cancels the work.
+pub struct QueryResult {
+    pub(crate) schema: SchemaRef,
+    pub(crate) stream: Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>,
+    pub(crate) overflow: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for QueryResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryResult").field("schema", &self.schema).finish_non_exhaustive()
+    }
+}
+
+impl QueryResult {
+    /// The result columns.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The next batch, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        self.stream.next().await
+    }
+
+    /// Whether rows were cut at `max_rows` (only meaningful once the stream has ended).
+    pub fn overflowed(&self) -> bool {
+        self.overflow.load(Ordering::Relaxed)
+    }
+
+    /// Collects every batch; returns them with the overflow flag.
+    pub async fn collect(mut self) -> Result<(Vec<RecordBatch>, bool)> {
+        let mut out = Vec::new();
+        while let Some(b) = self.next().await {
+            out.push(b?);
+        }
+        Ok((out, self.overflowed()))
+    }
+}
+
+/// The ADQL engine over one archive.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    archive: Arc<Archive>,
+    session: Arc<Session>,
+}
+
+impl Engine {
+    /// Opens the data root.
+    pub async fn open(root: Location) -> Result<Engine> {
+        let archive = Archive::open(root).await?;
+        Engine::from_archive(archive)
+    }
+
+    /// The engine over an already opened archive.
+    pub fn from_archive(archive: Archive) -> Result<Engine> {
+        let session = Session::new(archive.catalogs())?;
+        Ok(Engine {
+            archive: Arc::new(archive),
+            session: Arc::new(session),
+        })
+    }
+
+    /// The catalogs.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// Parses only: `Ok` for syntactically valid ADQL, the syntax error otherwise.
+    pub fn check(adql: &str, limits: &ParseLimits) -> Result<()> {
+        crate::adql::parse(adql, limits)?;
+        Ok(())
+    }
+
+    /// Parses, checks and translates a query to the SQL DataFusion plans (for `EXPLAIN`-like
+    /// diagnostics and benchmarks).
+    pub fn translate(&self, adql: &str, limits: &ParseLimits) -> Result<String> {
+        let q = crate::adql::parse(adql, limits)?;
+        Ok(translate(&q, &self.session.tables)?.sql)
+    }
+
+    /// Parses, translates and plans a query without running it.
+    pub async fn plan(&self, adql: &str, limits: &Limits) -> Result<LogicalPlan> {
+        Ok(self.prepare(adql, limits).await?.0)
+    }
+
+    async fn prepare(
+        &self,
+        adql: &str,
+        limits: &Limits,
+    ) -> Result<(LogicalPlan, crate::translate::Translation)> {
+        let q = crate::adql::parse(adql, &limits.parse)?;
+        let t = translate(&q, &self.session.tables)?;
+        let mut plan = self.session.plan(&t).await?;
+        if let Some(max) = limits.max_rows {
+            plan = LogicalPlanBuilder::from(plan)
+                .limit(0, Some(max.saturating_add(1).min(usize::MAX as u64) as usize))
+                .and_then(|b| b.build())
+                .map_err(|e| map_error(e, &t))?;
+        }
+        Ok((plan, t))
+    }
+
+    /// Runs a query.
+    pub async fn query(&self, adql: &str, limits: &Limits) -> Result<QueryResult> {
+        let deadline = limits.timeout.map(|t| tokio::time::Instant::now() + t);
+        let work = self.start(adql, limits);
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d, work)
+                .await
+                .map_err(|_| timeout_error(limits))?,
+            None => work.await,
+        }
+        .map(|mut r| {
+            if let Some(d) = deadline {
+                r.stream = with_deadline(r.stream, d, limits.clone());
+            }
+            r
+        })
+    }
+
+    async fn start(&self, adql: &str, limits: &Limits) -> Result<QueryResult> {
+        let (plan, t) = self.prepare(adql, limits).await?;
+        let logical = plan.schema().as_arrow().clone();
+        let df = self
+            .session
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| map_error(e, &t))?;
+        let stream = df.execute_stream().await.map_err(|e| map_error(e, &t))?;
+        let physical = stream.schema();
+        let fields: Vec<Field> = physical
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut md: HashMap<String, String> = logical
+                    .fields()
+                    .get(i)
+                    .filter(|l| l.name() == f.name())
+                    .map(|l| l.metadata().clone())
+                    .unwrap_or_default();
+                md.extend(f.metadata().iter().map(|(k, v)| (k.clone(), v.clone())));
+                if let Some(o) = t.outputs.get(f.name()) {
+                    if let Some(x) = o.xtype {
+                        md.insert(columns::XTYPE.into(), x.into());
+                    }
+                    if let Some(u) = &o.unit {
+                        md.insert(columns::UNIT.into(), u.clone());
+                    }
+                }
+                Field::new(f.name(), f.data_type().clone(), f.is_nullable()).with_metadata(md)
+            })
+            .collect();
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let overflow = Arc::new(AtomicBool::new(false));
+        let state = RowState {
+            inner: stream,
+            schema: schema.clone(),
+            left: limits.max_rows,
+            overflow: overflow.clone(),
+            translation: Arc::new(t),
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            let item = st.inner.next().await?;
+            let out = match item {
+                Err(e) => {
+                    st.done = true;
+                    Err(map_error(e, &st.translation))
+                }
+                Ok(b) => {
+                    let mut b = b;
+                    if let Some(left) = st.left {
+                        if (b.num_rows() as u64) > left {
+                            b = b.slice(0, left as usize);
+                            st.overflow.store(true, Ordering::Relaxed);
+                            st.done = true;
+                        }
+                        st.left = Some(left - b.num_rows() as u64);
+                    }
+                    RecordBatch::try_new(st.schema.clone(), b.columns().to_vec())
+                        .map_err(|e| Error::query(ErrorKind::Internal, e.to_string()))
+                }
+            };
+            Some((out, st))
+        });
+        Ok(QueryResult {
+            schema,
+            stream: Box::pin(stream),
+            overflow,
+        })
+    }
+
+    /// The extension functions, for TAP capabilities.
+    pub fn functions() -> &'static [FunctionDecl] {
+        &[
+            FunctionDecl {
+                name: "ivo_healpix_index",
+                form: "ivo_healpix_index(order INTEGER, ra DOUBLE, dec DOUBLE) -> BIGINT",
+                description: "NESTED HEALPix index at the given order (0 to 29) of an ICRS position in degrees",
+            },
+            FunctionDecl {
+                name: "ivo_healpix_center",
+                form: "ivo_healpix_center(order INTEGER, ipix BIGINT) -> POINT",
+                description: "centre of a NESTED HEALPix cell as an ICRS point",
+            },
+        ]
+    }
+}
+
+struct RowState {
+    inner: datafusion::physical_plan::SendableRecordBatchStream,
+    schema: SchemaRef,
+    left: Option<u64>,
+    overflow: Arc<AtomicBool>,
+    translation: Arc<crate::translate::Translation>,
+    done: bool,
+}
+
+fn timeout_error(limits: &Limits) -> Error {
+    Error::query(
+        ErrorKind::Timeout,
+        format!(
+            "the query ran longer than the {:.1} s allowed",
+            limits.timeout.unwrap_or_default().as_secs_f64()
+        ),
+    )
+}
+
+type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+
+/// Ends the stream with a timeout error at the deadline; dropping the inner stream cancels
+/// DataFusion's work.
+fn with_deadline(inner: BatchStream, deadline: tokio::time::Instant, limits: Limits) -> BatchStream {
+    Box::pin(futures::stream::unfold(Some(inner), move |st| {
+        let limits = limits.clone();
+        async move {
+            let mut s = st?;
+            match tokio::time::timeout_at(deadline, s.next()).await {
+                Ok(Some(item)) => Some((item, Some(s))),
+                Ok(None) => None,
+                Err(_) => {
+                    drop(s);
+                    Some((Err(timeout_error(&limits)), None))
+                }
+            }
+        }
+    }))
+}

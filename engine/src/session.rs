@@ -1,0 +1,203 @@
+//! The DataFusion session behind the engine: exposed tables, TAP_SCHEMA, UDFs, and the
+//! mapping of DataFusion's errors back to ADQL terms.
+//!
+//! The session has no information_schema, no default tables, and the SQL it plans comes only
+//! from [`crate::translate`], so a query can reach nothing but the registered tables.
+
+use std::sync::Arc;
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::common::TableReference;
+use datafusion::config::Dialect;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::translate::{ExposedTable, Translation, did_you_mean, nearest};
+use crate::{CatalogInfo, tap_schema};
+
+/// The session and what it exposes.
+pub(crate) struct Session {
+    pub ctx: SessionContext,
+    pub tables: Vec<ExposedTable>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("tables", &self.tables.len()).finish()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::query(ErrorKind::Internal, e.to_string())
+}
+
+impl Session {
+    pub(crate) fn new(catalogs: &[CatalogInfo]) -> Result<Session> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut config = SessionConfig::new()
+            .with_information_schema(false)
+            .with_target_partitions(threads)
+            .with_default_catalog_and_schema("datafusion", "public")
+            .with_create_default_catalog_and_schema(true);
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+        config.options_mut().execution.parquet.pushdown_filters = false;
+        let ctx = SessionContext::new_with_config(config);
+        for udf in crate::geom::udfs() {
+            ctx.register_udf(udf);
+        }
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| internal("no default catalog"))?;
+        let mut tables = Vec::new();
+
+        let add_schema = |name: &str| -> Result<()> {
+            if catalog.schema(name).is_none() {
+                catalog
+                    .register_schema(name, Arc::new(MemorySchemaProvider::new()))
+                    .map_err(internal)?;
+            }
+            Ok(())
+        };
+
+        add_schema(tap_schema::SCHEMA)?;
+        for t in tap_schema::build(catalogs) {
+            let schema = t.batch.schema();
+            let mem = MemTable::try_new(schema.clone(), vec![vec![t.batch]]).map_err(internal)?;
+            ctx.register_table(TableReference::partial(tap_schema::SCHEMA, t.name), Arc::new(mem))
+                .map_err(internal)?;
+            tables.push(ExposedTable {
+                schema: tap_schema::SCHEMA.into(),
+                table: t.name.into(),
+                columns: schema.fields().iter().map(|f| (f.name().clone(), None)).collect(),
+            });
+        }
+
+        for (i, c) in catalogs.iter().enumerate() {
+            add_schema(&c.schema)?;
+            // Each catalog's store is registered under its own URL so that local, S3 and
+            // memory catalogs look alike to DataFusion.
+            let base = format!("tessera://c{i}");
+            let url = url::Url::parse(&base).map_err(internal)?;
+            ctx.register_object_store(&url, c.location.store.clone());
+            let prefix = c.location.prefix.as_ref();
+            let path = if prefix.is_empty() {
+                format!("{base}/dataset/")
+            } else {
+                format!("{base}/{prefix}/dataset/")
+            };
+            let table_url = ListingTableUrl::parse(&path).map_err(internal)?;
+            let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let schema = Arc::new(arrow::datatypes::Schema::new(
+                c.columns
+                    .iter()
+                    .map(|col| {
+                        arrow::datatypes::Field::new(&col.name, col.arrow_type.clone(), true)
+                            .with_metadata(col.meta.to_map())
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+            let cfg = ListingTableConfig::new(table_url)
+                .with_listing_options(opts)
+                .with_schema(schema);
+            let table = ListingTable::try_new(cfg).map_err(internal)?;
+            ctx.register_table(TableReference::partial(c.schema.as_str(), c.table.as_str()), Arc::new(table))
+                .map_err(internal)?;
+            tables.push(ExposedTable {
+                schema: c.schema.clone(),
+                table: c.table.clone(),
+                columns: c
+                    .columns
+                    .iter()
+                    .map(|col| (col.name.clone(), col.meta.unit.clone()))
+                    .collect(),
+            });
+        }
+        Ok(Session { ctx, tables })
+    }
+
+    /// Plans translated SQL.
+    pub(crate) async fn plan(&self, t: &Translation) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        let stmt = state
+            .sql_to_statement(&t.sql, &Dialect::Generic)
+            .map_err(|e| map_error(e, t))?;
+        state
+            .statement_to_plan(stmt)
+            .await
+            .map_err(|e| map_error(e, t))
+    }
+}
+
+/// DataFusion's error, in ADQL terms: unknown columns get their position and nearest names;
+/// geometry errors from the UDFs keep their message; type errors are the caller's.
+pub(crate) fn map_error(e: DataFusionError, t: &Translation) -> Error {
+    let root = e.find_root();
+    let msg = root.clone_message_only();
+    if matches!(root, DataFusionError::Internal(_)) {
+        return Error::query(ErrorKind::Internal, msg);
+    }
+    if let Some(rest) = msg.split("No field named ").nth(1) {
+        let name = rest
+            .split(". Valid fields")
+            .next()
+            .unwrap_or(rest)
+            .trim_end_matches('.')
+            .to_string();
+        let bare = name.rsplit('.').next().unwrap_or(&name).trim_matches('"').to_string();
+        let near = nearest(&bare, t.visible.iter().map(String::as_str));
+        let text = format!("unknown column {bare}{}", did_you_mean(&near));
+        return match t.idents.iter().find(|i| i.name.eq_ignore_ascii_case(&bare)) {
+            Some(id) => Error::at(ErrorKind::UnknownColumn, id.span, text),
+            None => Error::query(ErrorKind::UnknownColumn, text),
+        };
+    }
+    if msg.contains("Ambiguous reference") || msg.contains("ambiguous") {
+        return Error::query(ErrorKind::UnknownColumn, msg);
+    }
+    if let Some(g) = msg.find("geometry: ") {
+        return Error::query(ErrorKind::Geometry, msg[g + "geometry: ".len()..].to_string());
+    }
+    if msg.contains("Resources exhausted") {
+        return Error::query(ErrorKind::Limit, msg);
+    }
+    if msg.contains("Object Store error") || msg.contains("IO error") || msg.contains("Parquet error") {
+        return Error::query(ErrorKind::Storage, msg);
+    }
+    if msg.contains("This feature is not implemented") || msg.contains("Unsupported") {
+        return Error::query(ErrorKind::Unsupported, msg);
+    }
+    Error::query(ErrorKind::Semantic, msg)
+}
+
+trait CloneMessage {
+    fn clone_message_only(&self) -> String;
+}
+
+impl CloneMessage for DataFusionError {
+    fn clone_message_only(&self) -> String {
+        let s = self.to_string();
+        // Drop DataFusion's category prefixes, which mean nothing to an ADQL user.
+        for p in [
+            "Schema error: ",
+            "Error during planning: ",
+            "Execution error: ",
+            "Arrow error: ",
+            "Internal error: ",
+            "SQL error: ",
+            "Optimizer rule ",
+        ] {
+            if let Some(r) = s.strip_prefix(p) {
+                return r.to_string();
+            }
+        }
+        s
+    }
+}
