@@ -13,6 +13,7 @@ pub use tessera_storage::{Catalog, Location, Pixel, Properties, StoreOptions};
 
 pub mod adql;
 mod error;
+mod functions;
 pub mod geom;
 mod query;
 mod session;

@@ -49,7 +49,7 @@ impl Session {
         config.options_mut().sql_parser.enable_ident_normalization = false;
         config.options_mut().execution.parquet.pushdown_filters = false;
         let ctx = SessionContext::new_with_config(config);
-        for udf in crate::geom::udfs() {
+        for udf in crate::geom::udfs().into_iter().chain(crate::functions::udfs()) {
             ctx.register_udf(udf);
         }
         let catalog = ctx
@@ -141,16 +141,17 @@ impl Session {
 pub(crate) fn map_error(e: DataFusionError, t: &Translation) -> Error {
     let root = e.find_root();
     let msg = root.clone_message_only();
+    tracing::debug!(datafusion = %root, sql = %t.sql, "query failed");
     if matches!(root, DataFusionError::Internal(_)) {
         return Error::query(ErrorKind::Internal, msg);
     }
     if let Some(rest) = msg.split("No field named ").nth(1) {
-        let name = rest
-            .split(". Valid fields")
-            .next()
-            .unwrap_or(rest)
-            .trim_end_matches('.')
-            .to_string();
+        let end = [". ", "\n"]
+            .iter()
+            .filter_map(|p| rest.find(p))
+            .min()
+            .unwrap_or(rest.len());
+        let name = rest[..end].trim_end_matches('.').to_string();
         let bare = name.rsplit('.').next().unwrap_or(&name).trim_matches('"').to_string();
         let near = nearest(&bare, t.visible.iter().map(String::as_str));
         let text = format!("unknown column {bare}{}", did_you_mean(&near));

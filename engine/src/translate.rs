@@ -176,6 +176,7 @@ pub(crate) fn translate(q: &Query, tables: &[ExposedTable]) -> Result<Translatio
         outputs: HashMap::new(),
         units: HashMap::new(),
         anon: 0,
+        using_scope: Vec::new(),
     };
     t.collect_query(q)?;
     let sql = t.query(q, true)?;
@@ -201,6 +202,9 @@ struct Translator<'a> {
     /// column name (lower-case) → units of the tables read.
     units: HashMap<String, Vec<Option<String>>>,
     anon: usize,
+    /// Per SELECT being emitted: USING columns of FULL/RIGHT joins (lower-case name → the
+    /// two qualifiers), which ADQL/SQL define as COALESCE(left, right).
+    using_scope: Vec<HashMap<String, (String, String)>>,
 }
 
 fn quote(name: &str) -> String {
@@ -548,8 +552,16 @@ impl<'a> Translator<'a> {
                 out.push_str(if o.desc { " DESC" } else { " ASC" });
             }
         }
-        if let Some(n) = top {
-            let _ = write!(out, " LIMIT {n}");
+        match top {
+            Some(n) => {
+                let _ = write!(out, " LIMIT {n}");
+            }
+            // DataFusion drops an ORDER BY in a subquery that has no LIMIT, even when an
+            // OFFSET makes the order matter; an explicit unbounded LIMIT keeps it.
+            // (2^53: big enough to mean "all", small enough not to overflow DataFusion's
+            // arithmetic on fetch counts.)
+            None if q.offset.is_some() && !top_level => out.push_str(" LIMIT 9007199254740992"),
+            None => {}
         }
         if let Some(n) = q.offset {
             let _ = write!(out, " OFFSET {n}");
@@ -577,6 +589,9 @@ impl<'a> Translator<'a> {
             } => {
                 let l = self.set_expr(left, top_level)?;
                 let r = self.set_expr(right, false)?;
+                if *all && matches!(op, SetOp::Except | SetOp::Intersect) {
+                    return self.multiset_op(*op, left, &l, &r);
+                }
                 let op = match op {
                     SetOp::Union => "UNION",
                     SetOp::Except => "EXCEPT",
@@ -593,7 +608,117 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// EXCEPT ALL and INTERSECT ALL with SQL's multiset meaning (DataFusion 55 treats them
+    /// as anti- and semi-joins): numbering the copies of each row on both sides makes every
+    /// row distinct, so the plain operator then keeps min(m, n) or max(m − n, 0) copies.
+    fn multiset_op(&mut self, op: SetOp, left: &SetExpr, l: &str, r: &str) -> Result<String> {
+        let mut first = left;
+        let names = loop {
+            match first {
+                SetExpr::SetOp { left, .. } => first = left,
+                SetExpr::Query(q) => first = &q.body,
+                SetExpr::Select(sel) => break self.item_names(sel),
+            }
+        };
+        let Some(names) = names else {
+            return Err(Error::query(
+                ErrorKind::Unsupported,
+                "EXCEPT ALL and INTERSECT ALL need an explicit select list (no *) on their left side",
+            ));
+        };
+        self.anon += 1;
+        let a = self.anon;
+        let cols: Vec<String> = (1..=names.len()).map(|i| format!("\"_c{i}\"")).collect();
+        let cols = cols.join(", ");
+        let side = |sql: &str, tag: &str| {
+            format!(
+                "(SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {cols}) AS \"_rn\" FROM ({sql}) AS \"_{tag}{a}\"({cols}))"
+            )
+        };
+        let op = if op == SetOp::Except { "EXCEPT" } else { "INTERSECT" };
+        let outs: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("\"_c{}\" AS {}", i + 1, quote(n)))
+            .collect();
+        Ok(format!(
+            "SELECT {} FROM ({} {op} {}) AS \"_m{a}\"",
+            outs.join(", "),
+            side(l, "l"),
+            side(r, "r")
+        ))
+    }
+
+    /// Output names of a select list, or `None` when it has wildcards.
+    fn item_names(&self, s: &Select) -> Option<Vec<String>> {
+        let mut used: HashMap<String, usize> = HashMap::new();
+        let mut names = Vec::new();
+        for it in &s.items {
+            let SelectItem::Expr { expr, alias } = it else {
+                return None;
+            };
+            let base = match alias {
+                Some(a) => a.name.clone(),
+                None => default_name(expr, |id| self.resolve(id)),
+            };
+            let n = used.entry(base.to_ascii_lowercase()).or_insert(0);
+            *n += 1;
+            names.push(if *n == 1 || alias.is_some() { base } else { format!("{base}_{n}") });
+        }
+        Some(names)
+    }
+
+    /// The SQL qualifier of a simple FROM item (a table or derived table).
+    fn qualifier(&self, t: &TableRef) -> Option<String> {
+        match t {
+            TableRef::Table { alias: Some(a), .. } | TableRef::Derived { alias: a, .. } => {
+                Some(quote(&a.name))
+            }
+            TableRef::Table { name, span, .. } => {
+                if self.is_cte(name) {
+                    Some(quote(&self.resolve(&name[0])))
+                } else {
+                    let x = self.find_table(name, *span).ok()?;
+                    Some(format!("{}.{}", quote(&x.schema), quote(&x.table)))
+                }
+            }
+            TableRef::Join { .. } => None,
+        }
+    }
+
+    fn collect_using(&self, t: &TableRef, out: &mut HashMap<String, (String, String)>) {
+        if let TableRef::Join {
+            left,
+            right,
+            kind,
+            constraint,
+            ..
+        } = t
+        {
+            self.collect_using(left, out);
+            self.collect_using(right, out);
+            if let (JoinKind::Full | JoinKind::Right, JoinConstraint::Using(cols)) = (kind, constraint)
+                && let (Some(l), Some(r)) = (self.qualifier(left), self.qualifier(right))
+            {
+                for c in cols {
+                    out.insert(c.name.to_ascii_lowercase(), (l.clone(), r.clone()));
+                }
+            }
+        }
+    }
+
     fn select(&mut self, s: &Select, top_level: bool) -> Result<String> {
+        let mut scope = HashMap::new();
+        for f in &s.from {
+            self.collect_using(f, &mut scope);
+        }
+        self.using_scope.push(scope);
+        let r = self.select_inner(s, top_level);
+        self.using_scope.pop();
+        r
+    }
+
+    fn select_inner(&mut self, s: &Select, top_level: bool) -> Result<String> {
         let mut out = String::from("SELECT ");
         if s.distinct {
             out.push_str("DISTINCT ");
@@ -752,6 +877,15 @@ impl<'a> Translator<'a> {
     fn expr(&mut self, e: &Expr) -> Result<Val> {
         let s = match &e.kind {
             ExprKind::Column(parts) => {
+                if let [c] = parts.as_slice()
+                    && let Some((l, r)) = self
+                        .using_scope
+                        .last()
+                        .and_then(|m| m.get(&c.name.to_ascii_lowercase()))
+                {
+                    let name = quote(&self.resolve(c));
+                    return Ok(Val::Sql(format!("COALESCE({l}.{name}, {r}.{name})")));
+                }
                 let q: Vec<String> = parts.iter().map(|p| quote(&self.resolve(p))).collect();
                 q.join(".")
             }
@@ -1006,12 +1140,9 @@ impl<'a> Translator<'a> {
             }
             "RAND" => {
                 arity(0, 1)?;
-                if !args.is_empty() {
-                    return Err(Error::at(
-                        ErrorKind::Unsupported,
-                        e.span,
-                        "RAND with a seed is not supported; use RAND()",
-                    ));
+                if let Some(seed) = args.first() {
+                    let s = self.scalar(seed)?;
+                    return Ok(Val::Sql(format!("adql_rand(CAST({s} AS BIGINT))")));
                 }
                 Ok(Val::Sql("random()".into()))
             }

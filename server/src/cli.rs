@@ -209,12 +209,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A query the engine rejected: printed as is, exit status 1.
 #[derive(Debug, thiserror::Error)]
-#[error("{kind} error: {source}")]
+#[error("{kind} error: {error}")]
 pub struct QueryFailed {
     /// The error's kind (`syntax`, `unknown_column`, …).
     pub kind: &'static str,
     /// The engine's error.
-    pub source: tessera_engine::Error,
+    pub error: tessera_engine::Error,
 }
 
 fn query(a: QueryArgs) -> anyhow::Result<()> {
@@ -227,7 +227,7 @@ fn query(a: QueryArgs) -> anyhow::Result<()> {
     };
     let failed = |e: tessera_engine::Error| QueryFailed {
         kind: e.kind().as_str(),
-        source: e,
+        error: e,
     };
     let limits = tessera_engine::Limits {
         max_rows: a.max_rows,

@@ -6,8 +6,9 @@
 //!
 //! Lexical rules (ADQL 2.1 §2.1):
 //! - Regular identifiers: an ASCII letter, then letters, digits or underscores. Case-insensitive.
-//!   Words that the grammar uses (SELECT, FROM, …) come out as [`Tk::Word`] with their
-//!   [`Kw`]; every other word, reserved or not, is a plain word and the parser decides.
+//!   Every word is classified once, here: the grammar keyword it is ([`Tk::Word`] carries the
+//!   [`Kw`]), whether it is reserved ([`Token::reserved`]) and whether it names an ADQL function
+//!   ([`Token::function`]). Lookups compare words packed into integers, not strings.
 //! - Delimited identifiers: `"…"`, `""` stands for one `"`; may not be empty.
 //! - String literals: `'…'`, `''` stands for one `'`. As in SQL, literals separated only by
 //!   whitespace or comments are one literal (`'ab' 'cd'` is `'abcd'`); the token spans all
@@ -284,6 +285,12 @@ impl Lexer<'_> {
                             let ch = self.text[start..].chars().next().unwrap_or('?');
                             let msg = if ch.is_ascii_graphic() {
                                 format!("unexpected character '{ch}'")
+                            } else if ch.is_alphabetic() {
+                                format!(
+                                    "unexpected character '{ch}': regular identifiers take ASCII \
+                                     letters, digits and underscores only; write a delimited \
+                                     identifier (\"…\") for other names"
+                                )
                             } else {
                                 format!("unexpected character U+{:04X}", ch as u32)
                             };
@@ -1127,6 +1134,14 @@ mod tests {
         let e = tokenize("a ? b").unwrap_err();
         assert_eq!(e.message, "unexpected character '?'");
         assert_eq!(e.column, 3);
+        let e = tokenize("SELECT d\u{e9}c").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("unexpected character '\u{e9}': regular identifiers"),
+            "{}",
+            e.message
+        );
+        assert_eq!((e.column, e.offset), (9, 8));
         let e = tokenize("a \u{2192} b").unwrap_err();
         assert!(e.message.contains("U+2192"), "{}", e.message);
         let e = tokenize("a ! b").unwrap_err();

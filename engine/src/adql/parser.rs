@@ -1042,10 +1042,7 @@ impl<'a> Parser<'a> {
         if t.kind != Tk::Int {
             return Err(self.error_at(
                 t,
-                format!(
-                    "unexpected {} after {after}; expected an unsigned integer",
-                    self.describe(t)
-                ),
+                format!("unexpected {} after {after}", self.describe(t)),
                 &["unsigned integer"],
             ));
         }

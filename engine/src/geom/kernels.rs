@@ -17,7 +17,7 @@ use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 
 use super::region::{self, Cap, Point, Polygon, Scratch, Shape, check_position};
-use super::sphere::{V3, distance_deg, norm_ra};
+use super::sphere::{V3, distance_deg, distance_deg_to, norm_ra};
 
 /// A kernel's result: the error is a message without the `geometry: ` prefix.
 pub type KResult<T> = std::result::Result<T, String>;
@@ -82,9 +82,10 @@ impl<'a> Num<'a> {
 
     fn check_len(&self, rows: usize) -> KResult<()> {
         match self {
-            Num::Array(a) if a.len() != rows => {
-                Err(format!("internal: argument has {} rows, expected {rows}", a.len()))
-            }
+            Num::Array(a) if a.len() != rows => Err(format!(
+                "internal: argument has {} rows, expected {rows}",
+                a.len()
+            )),
             _ => Ok(()),
         }
     }
@@ -112,9 +113,10 @@ impl<'a> Int<'a> {
 
     fn check_len(&self, rows: usize) -> KResult<()> {
         match self {
-            Int::Array(a) if a.len() != rows => {
-                Err(format!("internal: argument has {} rows, expected {rows}", a.len()))
-            }
+            Int::Array(a) if a.len() != rows => Err(format!(
+                "internal: argument has {} rows, expected {rows}",
+                a.len()
+            )),
             _ => Ok(()),
         }
     }
@@ -138,12 +140,20 @@ impl<'a> GeomSrc<'a> {
             Geom::Scalar(Some(c)) => Ok(Some((GeomSrc::Const(c), None))),
             Geom::Array(l) => {
                 if l.len() != rows {
-                    return Err(format!("internal: argument has {} rows, expected {rows}", l.len()));
+                    return Err(format!(
+                        "internal: argument has {} rows, expected {rows}",
+                        l.len()
+                    ));
                 }
                 let values = l
                     .values()
                     .as_primitive_opt::<Float64Type>()
-                    .ok_or_else(|| format!("geometry values must be lists of Float64, got {}", l.data_type()))?;
+                    .ok_or_else(|| {
+                        format!(
+                            "geometry values must be lists of Float64, got {}",
+                            l.data_type()
+                        )
+                    })?;
                 Ok(Some((
                     GeomSrc::Col {
                         offsets: l.value_offsets(),
@@ -160,7 +170,11 @@ impl<'a> GeomSrc<'a> {
     fn coords(&self, i: usize) -> KResult<&'a [f64]> {
         match self {
             GeomSrc::Const(c) => Ok(c),
-            GeomSrc::Col { offsets, values, vnulls } => {
+            GeomSrc::Col {
+                offsets,
+                values,
+                vnulls,
+            } => {
                 let (s, e) = (offsets[i] as usize, offsets[i + 1] as usize);
                 if let Some(n) = vnulls
                     && (s..e).any(|j| n.is_null(j))
@@ -174,7 +188,8 @@ impl<'a> GeomSrc<'a> {
 }
 
 fn union(bufs: &[Option<&NullBuffer>]) -> Option<NullBuffer> {
-    bufs.iter().fold(None, |acc, b| NullBuffer::union(acc.as_ref(), *b))
+    bufs.iter()
+        .fold(None, |acc, b| NullBuffer::union(acc.as_ref(), *b))
 }
 
 #[inline(always)]
@@ -200,7 +215,10 @@ impl ListOut {
     fn new(rows: usize, per_row: usize) -> ListOut {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
-        ListOut { offsets, values: Vec::with_capacity(rows * per_row) }
+        ListOut {
+            offsets,
+            values: Vec::with_capacity(rows * per_row),
+        }
     }
 
     fn push(&mut self, v: &[f64]) -> KResult<()> {
@@ -227,7 +245,13 @@ impl ListOut {
 }
 
 /// The first row, among valid ones, whose position is invalid, as an error message.
-fn bad_position(what: &str, ra: &Num<'_>, dec: &Num<'_>, nulls: &Option<NullBuffer>, rows: usize) -> String {
+fn bad_position(
+    what: &str,
+    ra: &Num<'_>,
+    dec: &Num<'_>,
+    nulls: &Option<NullBuffer>,
+    rows: usize,
+) -> String {
     for i in 0..rows {
         if valid(nulls, i)
             && let Err(e) = check_position(what, ra.at(i), dec.at(i))
@@ -265,13 +289,13 @@ pub fn point_in_circle(
         if let (Num::Array(ra_a), Num::Array(dec_a)) = (ra, dec) {
             let (rv, dv) = (ra_a.values(), dec_a.values());
             for ((o, &x), &y) in out.iter_mut().zip(rv.iter()).zip(dv.iter()) {
-                bad |= !(y.abs() <= 90.0) | !x.is_finite();
+                bad |= !(-90.0..=90.0).contains(&y) | !x.is_finite();
                 *o = cap.contains_radec(x, y) as i32;
             }
         } else {
             for (i, o) in out.iter_mut().enumerate() {
                 let (x, y) = (ra.at(i), dec.at(i));
-                bad |= !(y.abs() <= 90.0) | !x.is_finite();
+                bad |= !(-90.0..=90.0).contains(&y) | !x.is_finite();
                 *o = cap.contains_radec(x, y) as i32;
             }
         }
@@ -299,7 +323,12 @@ pub fn point_in_circle(
 /// `adql_point_in_polygon`: 1 where (ra, dec) lies in the closed polygon, else 0. With a
 /// constant polygon its edge normals, bounding cap and crossing-test references are
 /// computed once. (Any region is accepted; a circle or a point is tested generically.)
-pub fn point_in_polygon(ra: Num<'_>, dec: Num<'_>, poly: Geom<'_>, rows: usize) -> KResult<Int32Array> {
+pub fn point_in_polygon(
+    ra: Num<'_>,
+    dec: Num<'_>,
+    poly: Geom<'_>,
+    rows: usize,
+) -> KResult<Int32Array> {
     ra.check_len(rows)?;
     dec.check_len(rows)?;
     if ra.null_const() || dec.null_const() {
@@ -318,18 +347,19 @@ pub fn point_in_polygon(ra: Num<'_>, dec: Num<'_>, poly: Geom<'_>, rows: usize) 
         if let (Num::Array(ra_a), Num::Array(dec_a)) = (ra, dec) {
             let (rv, dv) = (ra_a.values(), dec_a.values());
             for ((o, &x), &y) in out.iter_mut().zip(rv.iter()).zip(dv.iter()) {
-                bad |= !(y.abs() <= 90.0) | !x.is_finite();
+                bad |= !(-90.0..=90.0).contains(&y) | !x.is_finite();
                 *o = (g.maybe_radec(x, y) && g.contains_vec(V3::from_radec(x, y))) as i32;
             }
         } else {
             for (i, o) in out.iter_mut().enumerate() {
                 let (x, y) = (ra.at(i), dec.at(i));
-                bad |= !(y.abs() <= 90.0) | !x.is_finite();
+                bad |= !(-90.0..=90.0).contains(&y) | !x.is_finite();
                 *o = (g.maybe_radec(x, y) && g.contains_vec(V3::from_radec(x, y))) as i32;
             }
         }
         if bad
-            && (0..rows).any(|i| valid(&nulls, i) && check_position("POINT", ra.at(i), dec.at(i)).is_err())
+            && (0..rows)
+                .any(|i| valid(&nulls, i) && check_position("POINT", ra.at(i), dec.at(i)).is_err())
         {
             return Err(bad_position("POINT", &ra, &dec, &nulls, rows));
         }
@@ -348,7 +378,13 @@ pub fn point_in_polygon(ra: Num<'_>, dec: Num<'_>, poly: Geom<'_>, rows: usize) 
 }
 
 /// `adql_distance`: angular distance in degrees between two positions.
-pub fn distance(ra1: Num<'_>, dec1: Num<'_>, ra2: Num<'_>, dec2: Num<'_>, rows: usize) -> KResult<Float64Array> {
+pub fn distance(
+    ra1: Num<'_>,
+    dec1: Num<'_>,
+    ra2: Num<'_>,
+    dec2: Num<'_>,
+    rows: usize,
+) -> KResult<Float64Array> {
     let args = [ra1, dec1, ra2, dec2];
     for a in &args {
         a.check_len(rows)?;
@@ -362,15 +398,19 @@ pub fn distance(ra1: Num<'_>, dec1: Num<'_>, ra2: Num<'_>, dec2: Num<'_>, rows: 
     match (ra1, dec1, ra2, dec2) {
         (Num::Array(a), Num::Array(b), Num::Scalar(Some(c)), Num::Scalar(Some(d))) => {
             check_position("POINT", c, d)?;
+            let (s2, c2) = (d * super::sphere::D2R).sin_cos();
             for ((o, &x), &y) in out.iter_mut().zip(a.values().iter()).zip(b.values().iter()) {
-                bad |= !(y.abs() <= 90.0) | !x.is_finite();
-                *o = distance_deg(x, y, c, d);
+                bad |= !(-90.0..=90.0).contains(&y) | !x.is_finite();
+                *o = distance_deg_to(x, y, c, s2, c2);
             }
         }
         _ => {
             for (i, o) in out.iter_mut().enumerate() {
                 let (x1, y1, x2, y2) = (ra1.at(i), dec1.at(i), ra2.at(i), dec2.at(i));
-                bad |= !(y1.abs() <= 90.0) | !x1.is_finite() | !(y2.abs() <= 90.0) | !x2.is_finite();
+                bad |= !(-90.0..=90.0).contains(&y1)
+                    | !x1.is_finite()
+                    | !(-90.0..=90.0).contains(&y2)
+                    | !x2.is_finite();
                 *o = distance_deg(x1, y1, x2, y2);
             }
         }
@@ -388,8 +428,14 @@ pub fn distance(ra1: Num<'_>, dec1: Num<'_>, ra2: Num<'_>, dec2: Num<'_>, rows: 
 
 /// Evaluates a binary region predicate over two geometry arguments; a constant side is
 /// decoded and prepared once.
-fn binary_pred(a: Geom<'_>, b: Geom<'_>, rows: usize, f: fn(Shape<'_>, Shape<'_>) -> bool) -> KResult<Int32Array> {
-    let (Some((sa, na)), Some((sb, nb))) = (GeomSrc::open(&a, rows)?, GeomSrc::open(&b, rows)?) else {
+fn binary_pred(
+    a: Geom<'_>,
+    b: Geom<'_>,
+    rows: usize,
+    f: fn(Shape<'_>, Shape<'_>) -> bool,
+) -> KResult<Int32Array> {
+    let (Some((sa, na)), Some((sb, nb))) = (GeomSrc::open(&a, rows)?, GeomSrc::open(&b, rows)?)
+    else {
         return Ok(Int32Array::new_null(rows));
     };
     let nulls = union(&[na, nb]);
@@ -489,7 +535,13 @@ pub fn make_polygon(coords: &[Num<'_>], rows: usize) -> KResult<ListArray> {
 }
 
 /// `adql_box(ra, dec, w, h)`: the polygon of [`region::box_coords`].
-pub fn make_box(ra: Num<'_>, dec: Num<'_>, w: Num<'_>, h: Num<'_>, rows: usize) -> KResult<ListArray> {
+pub fn make_box(
+    ra: Num<'_>,
+    dec: Num<'_>,
+    w: Num<'_>,
+    h: Num<'_>,
+    rows: usize,
+) -> KResult<ListArray> {
     let mut g = Polygon::default();
     build_lists(&[ra, dec, w, h], rows, 8, |v, out| {
         let c = region::box_coords(v[0], v[1], v[2], v[3])?;
@@ -536,7 +588,10 @@ fn k_clone<T: Copy>(k: &T) -> T {
 
 fn point_of(c: &[f64], what: &str) -> KResult<(f64, f64)> {
     if c.len() != 2 {
-        return Err(format!("{what} needs a point, got a {}", kind_name(c.len())));
+        return Err(format!(
+            "{what} needs a point, got a {}",
+            kind_name(c.len())
+        ));
     }
     check_position("POINT", c[0], c[1])?;
     Ok((c[0], c[1]))
@@ -551,7 +606,11 @@ fn kind_name(n: usize) -> &'static str {
     }
 }
 
-fn float_unary(g: Geom<'_>, rows: usize, f: impl FnMut(&[f64], &mut Scratch) -> KResult<f64>) -> KResult<Float64Array> {
+fn float_unary(
+    g: Geom<'_>,
+    rows: usize,
+    f: impl FnMut(&[f64], &mut Scratch) -> KResult<f64>,
+) -> KResult<Float64Array> {
     let mut out = Vec::with_capacity(rows);
     let nulls = unary(g, rows, f, |v| {
         out.push(v.unwrap_or(0.0));
@@ -578,19 +637,25 @@ pub fn coord2(g: Geom<'_>, rows: usize) -> KResult<Float64Array> {
 /// `adql_centroid(g)`: the centroid as a point value.
 pub fn centroid(g: Geom<'_>, rows: usize) -> KResult<ListArray> {
     let mut out = ListOut::new(rows, 2);
-    let nulls = unary(g, rows, |c, s| region::centroid(s.load(c)?), |v| match v {
-        Some((ra, dec)) => out.push(&[ra, dec]),
-        None => {
-            out.push_null();
-            Ok(())
-        }
-    })?;
+    let nulls = unary(
+        g,
+        rows,
+        |c, s| region::centroid(s.load(c)?),
+        |v| match v {
+            Some((ra, dec)) => out.push(&[ra, dec]),
+            None => {
+                out.push_null();
+                Ok(())
+            }
+        },
+    )?;
     Ok(out.finish(nulls))
 }
 
 /// `adql_distance_geom(a, b)`: angular distance in degrees between two point values.
 pub fn distance_geom(a: Geom<'_>, b: Geom<'_>, rows: usize) -> KResult<Float64Array> {
-    let (Some((sa, na)), Some((sb, nb))) = (GeomSrc::open(&a, rows)?, GeomSrc::open(&b, rows)?) else {
+    let (Some((sa, na)), Some((sb, nb))) = (GeomSrc::open(&a, rows)?, GeomSrc::open(&b, rows)?)
+    else {
         return Ok(Float64Array::new_null(rows));
     };
     let nulls = union(&[na, nb]);
@@ -608,7 +673,10 @@ pub fn distance_geom(a: Geom<'_>, b: Geom<'_>, rows: usize) -> KResult<Float64Ar
 /// HEALPix NESTED index at `order` (0..=29) of a position in degrees.
 pub fn healpix_index_one(order: i64, ra: f64, dec: f64) -> KResult<i64> {
     if !(0..=cdshealpix::DEPTH_MAX as i64).contains(&order) {
-        return Err(format!("HEALPix order {order} outside 0..={}", cdshealpix::DEPTH_MAX));
+        return Err(format!(
+            "HEALPix order {order} outside 0..={}",
+            cdshealpix::DEPTH_MAX
+        ));
     }
     check_position("POINT", ra, dec)?;
     let h = cdshealpix::nested::get(order as u8).hash(norm_ra(ra).to_radians(), dec.to_radians());
@@ -618,18 +686,28 @@ pub fn healpix_index_one(order: i64, ra: f64, dec: f64) -> KResult<i64> {
 /// Centre (RA, Dec in degrees) of the NESTED HEALPix cell `ipix` at `order`.
 pub fn healpix_center_one(order: i64, ipix: i64) -> KResult<(f64, f64)> {
     if !(0..=cdshealpix::DEPTH_MAX as i64).contains(&order) {
-        return Err(format!("HEALPix order {order} outside 0..={}", cdshealpix::DEPTH_MAX));
+        return Err(format!(
+            "HEALPix order {order} outside 0..={}",
+            cdshealpix::DEPTH_MAX
+        ));
     }
     let n = cdshealpix::n_hash(order as u8);
     if ipix < 0 || ipix as u64 >= n {
-        return Err(format!("HEALPix index {ipix} outside 0..{n} at order {order}"));
+        return Err(format!(
+            "HEALPix index {ipix} outside 0..{n} at order {order}"
+        ));
     }
     let (lon, lat) = cdshealpix::nested::get(order as u8).center(ipix as u64);
     Ok((norm_ra(lon.to_degrees()), lat.to_degrees()))
 }
 
 /// `ivo_healpix_index(order, ra, dec)`.
-pub fn healpix_index(order: Int<'_>, ra: Num<'_>, dec: Num<'_>, rows: usize) -> KResult<Int64Array> {
+pub fn healpix_index(
+    order: Int<'_>,
+    ra: Num<'_>,
+    dec: Num<'_>,
+    rows: usize,
+) -> KResult<Int64Array> {
     order.check_len(rows)?;
     ra.check_len(rows)?;
     dec.check_len(rows)?;
@@ -700,7 +778,10 @@ mod tests {
             5,
         )
         .unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(1), Some(1), Some(1), Some(0), None]);
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(1), Some(1), Some(1), Some(0), None]
+        );
         // Circle columns, one null radius.
         let r = Float64Array::from(vec![Some(0.1), Some(1.0), None, Some(2.0), Some(1.0)]);
         let out = point_in_circle(
@@ -712,7 +793,10 @@ mod tests {
             5,
         )
         .unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(1), Some(1), None, Some(1), None]);
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(1), Some(1), None, Some(1), None]
+        );
         // Null constant.
         let out = point_in_circle(
             Num::Array(&ra),
@@ -737,7 +821,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("95"), "{err}");
-        let masked = Float64Array::new(ScalarBuffer::from(vec![0.0, 95.0]), Some(NullBuffer::from(vec![true, false])));
+        let masked = Float64Array::new(
+            ScalarBuffer::from(vec![0.0, 95.0]),
+            Some(NullBuffer::from(vec![true, false])),
+        );
         let out = point_in_circle(
             Num::Array(&ra2),
             Num::Array(&masked),
@@ -765,27 +852,57 @@ mod tests {
         let ra = f64s(&[-10.0, 370.0]);
         let dec = f64s(&[5.0, -5.0]);
         let p = make_point(Num::Array(&ra), Num::Array(&dec), 2).unwrap();
-        assert_eq!(p.value(0).as_primitive::<Float64Type>().values().to_vec(), vec![350.0, 5.0]);
-        assert_eq!(p.value(1).as_primitive::<Float64Type>().values().to_vec(), vec![10.0, -5.0]);
+        assert_eq!(
+            p.value(0).as_primitive::<Float64Type>().values().to_vec(),
+            vec![350.0, 5.0]
+        );
+        assert_eq!(
+            p.value(1).as_primitive::<Float64Type>().values().to_vec(),
+            vec![10.0, -5.0]
+        );
         let c1 = coord1(Geom::Array(&p), 2).unwrap();
         let c2 = coord2(Geom::Array(&p), 2).unwrap();
         assert_eq!(c1.values().to_vec(), vec![350.0, 10.0]);
         assert_eq!(c2.values().to_vec(), vec![5.0, -5.0]);
         let err = make_point(Num::Scalar(Some(0.0)), Num::Scalar(Some(91.0)), 1).unwrap_err();
         assert!(err.contains("Dec"));
-        let c = make_circle(Num::Scalar(Some(1.0)), Num::Scalar(Some(2.0)), Num::Scalar(Some(3.0)), 1).unwrap();
-        assert_eq!(c.value(0).as_primitive::<Float64Type>().values().to_vec(), vec![1.0, 2.0, 3.0]);
-        assert!(coord1(Geom::Array(&c), 1).unwrap_err().contains("needs a point"));
-        let coords: Vec<Num<'_>> =
-            [0.0, 0.0, 10.0, 0.0, 10.0, 10.0].iter().map(|&x| Num::Scalar(Some(x))).collect();
+        let c = make_circle(
+            Num::Scalar(Some(1.0)),
+            Num::Scalar(Some(2.0)),
+            Num::Scalar(Some(3.0)),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            c.value(0).as_primitive::<Float64Type>().values().to_vec(),
+            vec![1.0, 2.0, 3.0]
+        );
+        assert!(
+            coord1(Geom::Array(&c), 1)
+                .unwrap_err()
+                .contains("needs a point")
+        );
+        let coords: Vec<Num<'_>> = [0.0, 0.0, 10.0, 0.0, 10.0, 10.0]
+            .iter()
+            .map(|&x| Num::Scalar(Some(x)))
+            .collect();
         let g = make_polygon(&coords, 1).unwrap();
         assert_eq!(g.value(0).len(), 6);
         let a = area(Geom::Array(&g), 1).unwrap();
         assert!(a.value(0) > 49.0 && a.value(0) < 51.0, "{}", a.value(0));
-        let bad: Vec<Num<'_>> = [0.0, 0.0, 10.0, 0.0, 0.0, 0.0].iter().map(|&x| Num::Scalar(Some(x))).collect();
+        let bad: Vec<Num<'_>> = [0.0, 0.0, 10.0, 0.0, 0.0, 0.0]
+            .iter()
+            .map(|&x| Num::Scalar(Some(x)))
+            .collect();
         assert!(make_polygon(&bad, 1).unwrap_err().contains("distinct"));
-        let b = make_box(Num::Scalar(Some(0.0)), Num::Scalar(Some(0.0)), Num::Scalar(Some(2.0)), Num::Scalar(Some(2.0)), 1)
-            .unwrap();
+        let b = make_box(
+            Num::Scalar(Some(0.0)),
+            Num::Scalar(Some(0.0)),
+            Num::Scalar(Some(2.0)),
+            Num::Scalar(Some(2.0)),
+            1,
+        )
+        .unwrap();
         assert_eq!(
             b.value(0).as_primitive::<Float64Type>().values().to_vec(),
             vec![359.0, -1.0, 1.0, -1.0, 1.0, 1.0, 359.0, 1.0]
@@ -799,17 +916,31 @@ mod tests {
     #[test]
     fn generic_predicates_with_nulls() {
         let circle = [10.0, 10.0, 2.0];
-        let pts = geoms(&[Some(&[10.0, 10.0]), Some(&[20.0, 10.0]), None, Some(&[10.0, 11.0, 0.5])]);
+        let pts = geoms(&[
+            Some(&[10.0, 10.0]),
+            Some(&[20.0, 10.0]),
+            None,
+            Some(&[10.0, 11.0, 0.5]),
+        ]);
         let out = contains(Geom::Array(&pts), Geom::Scalar(Some(&circle)), 4).unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(1), Some(0), None, Some(1)]);
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(1), Some(0), None, Some(1)]
+        );
         let out = intersects(Geom::Scalar(Some(&circle)), Geom::Array(&pts), 4).unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(1), Some(0), None, Some(1)]);
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(1), Some(0), None, Some(1)]
+        );
         let out = contains(Geom::Array(&pts), Geom::Scalar(None), 4).unwrap();
         assert_eq!(out.null_count(), 4);
         let bad = geoms(&[Some(&[1.0, 2.0, 3.0, 4.0])]);
         assert!(contains(Geom::Array(&bad), Geom::Scalar(Some(&circle)), 1).is_err());
         let d = distance_geom(Geom::Array(&pts), Geom::Scalar(Some(&[10.0, 10.0])), 4);
-        assert!(d.unwrap_err().contains("DISTANCE needs a point, got a circle"));
+        assert!(
+            d.unwrap_err()
+                .contains("DISTANCE needs a point, got a circle")
+        );
         let sub = pts.slice(0, 2);
         let d = distance_geom(Geom::Array(&sub), Geom::Scalar(Some(&[10.0, 10.0])), 2).unwrap();
         assert_eq!(d.value(0), 0.0);
@@ -828,11 +959,27 @@ mod tests {
         let poly = [350.0, -5.0, 10.0, -5.0, 10.0, 5.0, 350.0, 5.0];
         let ra = f64s(&[0.0, 355.0, 20.0, 180.0, 5.0]);
         let dec = f64s(&[0.0, 4.0, 0.0, 0.0, -6.0]);
-        let out = point_in_polygon(Num::Array(&ra), Num::Array(&dec), Geom::Scalar(Some(&poly)), 5).unwrap();
+        let out = point_in_polygon(
+            Num::Array(&ra),
+            Num::Array(&dec),
+            Geom::Scalar(Some(&poly)),
+            5,
+        )
+        .unwrap();
         assert_eq!(out.values().to_vec(), vec![1, 1, 0, 0, 0]);
-        let col = geoms(&[Some(&poly), Some(&poly), Some(&[0.0, 0.0, 30.0]), None, Some(&poly)]);
-        let out = point_in_polygon(Num::Array(&ra), Num::Array(&dec), Geom::Array(&col), 5).unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(1), Some(1), Some(1), None, Some(0)]);
+        let col = geoms(&[
+            Some(&poly),
+            Some(&poly),
+            Some(&[0.0, 0.0, 30.0]),
+            None,
+            Some(&poly),
+        ]);
+        let out =
+            point_in_polygon(Num::Array(&ra), Num::Array(&dec), Geom::Array(&col), 5).unwrap();
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(1), Some(1), Some(1), None, Some(0)]
+        );
     }
 
     #[test]
@@ -850,7 +997,16 @@ mod tests {
         assert!((out.value(0) - 36.220786647).abs() < 1e-8);
         assert!((out.value(1) - (90.0 + 52.695661)).abs() < 1e-9);
         let bad = f64s(&[0.0, 100.0]);
-        assert!(distance(Num::Array(&ra), Num::Array(&bad), Num::Scalar(Some(0.0)), Num::Scalar(Some(0.0)), 2).is_err());
+        assert!(
+            distance(
+                Num::Array(&ra),
+                Num::Array(&bad),
+                Num::Scalar(Some(0.0)),
+                Num::Scalar(Some(0.0)),
+                2
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -869,16 +1025,22 @@ mod tests {
         let (ra, dec) = healpix_center_one(0, 4).unwrap();
         assert!(ra.min(360.0 - ra) < 1e-9 && dec.abs() < 1e-9, "{ra} {dec}");
         let (ra, dec) = healpix_center_one(0, 0).unwrap();
-        assert!((ra - 45.0).abs() < 1e-9 && (dec - (2.0f64 / 3.0).asin().to_degrees()).abs() < 1e-9);
+        assert!(
+            (ra - 45.0).abs() < 1e-9 && (dec - (2.0f64 / 3.0).asin().to_degrees()).abs() < 1e-9
+        );
         for order in [0i64, 5, 12, 29] {
             for &(ra, dec) in &[(10.0, 20.0), (359.99, -89.9), (180.0, 0.0), (0.0, 90.0)] {
                 let ipix = healpix_index_one(order, ra, dec).unwrap();
-                let direct = cdshealpix::nested::get(order as u8).hash(ra.to_radians(), dec.to_radians());
+                let direct =
+                    cdshealpix::nested::get(order as u8).hash(ra.to_radians(), dec.to_radians());
                 assert_eq!(ipix as u64, direct);
                 let (cra, cdec) = healpix_center_one(order, ipix).unwrap();
                 // The centre lies within about one cell size of the position and hashes back.
                 let cell = 58.6 / 2f64.powi(order as i32) * 1.5;
-                assert!(distance_deg(ra, dec, cra, cdec) < cell, "{order} {ra} {dec}");
+                assert!(
+                    distance_deg(ra, dec, cra, cdec) < cell,
+                    "{order} {ra} {dec}"
+                );
                 assert_eq!(healpix_index_one(order, cra, cdec).unwrap(), ipix);
             }
         }
@@ -886,10 +1048,24 @@ mod tests {
         assert!(healpix_center_one(29, -1).is_err());
         assert!(healpix_center_one(29, 12 * (1i64 << 58) - 1).is_ok());
         let o = Int64Array::from(vec![Some(0), None, Some(1)]);
-        let out = healpix_index(Int::Array(&o), Num::Scalar(Some(1.0)), Num::Scalar(Some(0.5)), 3).unwrap();
+        let out = healpix_index(
+            Int::Array(&o),
+            Num::Scalar(Some(1.0)),
+            Num::Scalar(Some(0.5)),
+            3,
+        )
+        .unwrap();
         let o1 = cdshealpix::nested::get(1).hash(1f64.to_radians(), 0.5f64.to_radians()) as i64;
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(4), None, Some(o1)]);
-        let c = healpix_center(Int::Scalar(Some(0)), Int::Array(&Int64Array::from(vec![4, 0])), 2).unwrap();
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(4), None, Some(o1)]
+        );
+        let c = healpix_center(
+            Int::Scalar(Some(0)),
+            Int::Array(&Int64Array::from(vec![4, 0])),
+            2,
+        )
+        .unwrap();
         assert_eq!(c.value(0).len(), 2);
     }
 }

@@ -72,7 +72,9 @@ mod udf;
 #[cfg(test)]
 mod tests;
 
-pub use region::{Cap, Point, Polygon, Region, Shape, area_deg2, box_coords, centroid, contains, intersects};
+pub use region::{
+    Cap, Point, Polygon, Region, Shape, area_deg2, box_coords, centroid, contains, intersects,
+};
 pub use sphere::distance_deg;
 pub use udf::{GeomUdf, udfs};
 

@@ -21,7 +21,9 @@ pub const MAX_EDGE_DEG: f64 = 180.0 - 1e-7;
 /// Checks a position: both numbers finite, |Dec| ≤ 90.
 pub fn check_position(what: &str, ra: f64, dec: f64) -> Result<(), String> {
     if !ra.is_finite() || !dec.is_finite() {
-        return Err(format!("{what} has a non-finite coordinate (ra={ra}, dec={dec})"));
+        return Err(format!(
+            "{what} has a non-finite coordinate (ra={ra}, dec={dec})"
+        ));
     }
     if dec.abs() > 90.0 {
         return Err(format!("{what} has Dec {dec} outside [-90, 90]"));
@@ -29,22 +31,27 @@ pub fn check_position(what: &str, ra: f64, dec: f64) -> Result<(), String> {
     Ok(())
 }
 
-/// A point: its coordinates as given and its unit vector.
+/// A point, as given (its unit vector is computed on demand: point-in-circle tests work on
+/// RA/Dec directly).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Point {
     /// RA in degrees, as given.
     pub ra: f64,
     /// Dec in degrees.
     pub dec: f64,
-    /// Unit vector.
-    pub v: V3,
 }
 
 impl Point {
     /// A validated point.
     pub fn new(ra: f64, dec: f64) -> Result<Point, String> {
         check_position("POINT", ra, dec)?;
-        Ok(Point { ra, dec, v: V3::from_radec(ra, dec) })
+        Ok(Point { ra, dec })
+    }
+
+    /// The unit vector.
+    #[inline]
+    pub fn vec(&self) -> V3 {
+        V3::from_radec(self.ra, self.dec)
     }
 }
 
@@ -74,6 +81,27 @@ pub struct Cap {
     dec_lo: f64,
     dec_hi: f64,
     ra_half: f64,
+    // For caps wider than a hemisphere: the enlarged antipodal hole (Dec band, centre RA,
+    // RA half-width); a point outside it is certainly inside the cap.
+    hole: bool,
+    hole_lo: f64,
+    hole_hi: f64,
+    hole_ra: f64,
+    hole_half: f64,
+}
+
+/// RA half-width (degrees) of a cap of radius `r_deg` centred at Dec `dec`, padded; infinite
+/// when the cap reaches a pole.
+fn ra_half_width(dec: f64, r_deg: f64) -> f64 {
+    if dec.abs() + r_deg >= 90.0 - 1e-9 {
+        return f64::INFINITY;
+    }
+    let s = (r_deg * D2R).sin() / (dec * D2R).cos();
+    if s >= 1.0 {
+        f64::INFINITY
+    } else {
+        s.asin() * R2D * (1.0 + 1e-9) + 1e-9
+    }
 }
 
 impl Cap {
@@ -109,13 +137,16 @@ impl Cap {
         let (dec_lo, dec_hi, ra_half) = if full {
             (f64::NEG_INFINITY, f64::INFINITY, f64::INFINITY)
         } else {
-            let ra_half = if dec.abs() + m_deg >= 90.0 - 1e-9 {
-                f64::INFINITY
-            } else {
-                let s = (m_deg * D2R).sin() / (dec * D2R).cos();
-                if s >= 1.0 { f64::INFINITY } else { s.asin() * R2D * (1.0 + 1e-9) + 1e-9 }
-            };
-            (dec - m_deg, dec + m_deg, ra_half)
+            (dec - m_deg, dec + m_deg, ra_half_width(dec, m_deg))
+        };
+        // Caps wider than a hemisphere: the antipodal hole, enlarged by a margin well above
+        // rounding, so that "outside the hole" implies the exact test would say inside.
+        let hole = !full && eff > PI / 2.0;
+        let h_deg = ((PI - eff) * R2D + 1e-9) * (1.0 + 1e-9);
+        let (hole_lo, hole_hi, hole_half) = if hole {
+            (-dec - h_deg, -dec + h_deg, ra_half_width(dec, h_deg))
+        } else {
+            (0.0, 0.0, 0.0)
         };
         Cap {
             ra,
@@ -130,6 +161,11 @@ impl Cap {
             dec_lo,
             dec_hi,
             ra_half,
+            hole,
+            hole_lo,
+            hole_hi,
+            hole_ra: ra + 180.0,
+            hole_half,
         }
     }
 
@@ -163,6 +199,13 @@ impl Cap {
         if self.full {
             return true;
         }
+        if self.hole
+            && (dec < self.hole_lo
+                || dec > self.hole_hi
+                || super::sphere::ra_gap(ra - self.hole_ra) > self.hole_half)
+        {
+            return true;
+        }
         const H: f64 = 0.5 * D2R;
         let sd = ((dec - self.dec) * H).sin();
         let sa = ((ra - self.ra) * H).sin();
@@ -173,7 +216,7 @@ impl Cap {
     /// Whether the unit vector lies in the closed cap (chord form, |v − c|² ≤ 4 sin²(r/2)).
     #[inline]
     pub fn contains_vec(&self, v: V3) -> bool {
-        self.full || v.sub(self.center).norm2() <= self.chord2_thr
+        self.full || v.minus(self.center).norm2() <= self.chord2_thr
     }
 
     /// Area in steradians, 2π(1 − cos r) written as 4π sin²(r/2) (exact at tiny radii).
@@ -221,7 +264,7 @@ fn turn(n0: V3, n1: V3, v: V3) -> f64 {
 /// Angular distance (radians) from `p` to the minor arc a→b whose unit normal is `n`.
 pub(crate) fn dist_point_arc(p: V3, a: V3, b: V3, n: V3) -> f64 {
     let t = n.dot(p);
-    let proj = p.sub(n.scale(t));
+    let proj = p.minus(n.scale(t));
     let pn = proj.norm();
     if pn < 1e-300 {
         return PI / 2.0;
@@ -257,7 +300,7 @@ impl Polygon {
     /// Validates `coords` and rebuilds `self` from them, reusing the buffers. On error
     /// `self` is left in an unspecified (but safe) state.
     pub fn rebuild(&mut self, coords: &[f64]) -> Result<(), String> {
-        if coords.len() < 6 || coords.len() % 2 != 0 {
+        if coords.len() < 6 || !coords.len().is_multiple_of(2) {
             return Err(format!(
                 "POLYGON needs at least 3 vertices given as ra, dec pairs (an even number ≥ 6 of coordinates), got {} coordinates",
                 coords.len()
@@ -273,7 +316,8 @@ impl Polygon {
         let v = &self.v;
         let distinct = |a: V3, b: V3| angle(a, b) * R2D >= MIN_SEP_DEG;
         let i1 = (1..nv).find(|&i| distinct(v[0], v[i]));
-        let enough = i1.is_some_and(|i1| (1..nv).any(|i| distinct(v[0], v[i]) && distinct(v[i1], v[i])));
+        let enough =
+            i1.is_some_and(|i1| (1..nv).any(|i| distinct(v[0], v[i]) && distinct(v[i1], v[i])));
         if !enough {
             return Err("POLYGON has fewer than 3 distinct vertices".to_string());
         }
@@ -320,14 +364,15 @@ impl Polygon {
             self.v.reverse();
             self.compute_normals();
             // Reversal negates every turning angle.
-            convex = (0..nv).all(|i| turn(self.n[(i + nv - 1) % nv], self.n[i], self.v[i]) >= -1e-12);
+            convex =
+                (0..nv).all(|i| turn(self.n[(i + nv - 1) % nv], self.n[i], self.v[i]) >= -1e-12);
             4.0 * PI - left
         } else {
             left
         };
         self.convex = convex;
         self.area = area_gb.max(0.0);
-        let sum = self.v.iter().fold(V3::default(), |s, &x| s.add(x));
+        let sum = self.v.iter().fold(V3::default(), |s, &x| s.plus(x));
         let c = sum.normalized();
         if area_gb < 1e-2 && sum.norm() > 1e-6 {
             // Small polygon: Gauss–Bonnet cancels; sum the signed excesses of the fan from
@@ -335,7 +380,7 @@ impl Polygon {
             let mut s = 0.0;
             for i in 0..nv {
                 let (a, b) = (self.v[i], self.v[(i + 1) % nv]);
-                let num = c.sub(a).dot(robust_cross(a, b));
+                let num = c.minus(a).dot(robust_cross(a, b));
                 let den = 1.0 + c.dot(a) + a.dot(b) + b.dot(c);
                 s += 2.0 * num.atan2(den);
             }
@@ -381,7 +426,7 @@ impl Polygon {
         let mids: Vec<(V3, f64)> = (0..nv)
             .map(|i| {
                 let (a, b) = (self.v[i], self.v[(i + 1) % nv]);
-                (a.add(b).normalized(), 0.5 * angle(a, b))
+                (a.plus(b).normalized(), 0.5 * angle(a, b))
             })
             .collect();
         for i in 0..nv {
@@ -419,22 +464,36 @@ impl Polygon {
     fn prepare_refs(&mut self) {
         let nv = self.v.len();
         let len = |i: usize| angle(self.v[i], self.v[(i + 1) % nv]);
-        let a = (0..nv).max_by(|&x, &y| len(x).total_cmp(&len(y))).unwrap_or(0);
+        let a = (0..nv)
+            .max_by(|&x, &y| len(x).total_cmp(&len(y)))
+            .unwrap_or(0);
         let na = self.n[a];
         let b = (0..nv)
-            .max_by(|&x, &y| na.cross(self.n[x]).norm().total_cmp(&na.cross(self.n[y]).norm()))
+            .max_by(|&x, &y| {
+                na.cross(self.n[x])
+                    .norm()
+                    .total_cmp(&na.cross(self.n[y]).norm())
+            })
             .unwrap_or(0);
         let nab = na.cross(self.n[b]);
         let c = (0..nv)
-            .max_by(|&x, &y| nab.dot(self.n[x]).abs().total_cmp(&nab.dot(self.n[y]).abs()))
+            .max_by(|&x, &y| {
+                nab.dot(self.n[x])
+                    .abs()
+                    .total_cmp(&nab.dot(self.n[y]).abs())
+            })
             .unwrap_or(0);
-        self.refs = [RefEdge { edge: a }, RefEdge { edge: b }, RefEdge { edge: c }];
+        self.refs = [
+            RefEdge { edge: a },
+            RefEdge { edge: b },
+            RefEdge { edge: c },
+        ];
         self.nrefs = 3;
         self.q.clear();
         self.cm.clear();
         for r in 0..self.nrefs {
             let e = self.refs[r].edge;
-            let m = self.v[e].add(self.v[(e + 1) % nv]).normalized();
+            let m = self.v[e].plus(self.v[(e + 1) % nv]).normalized();
             for i in 0..nv {
                 self.q.push(m.cross(self.v[i]));
                 self.cm.push(self.n[i].dot(m));
@@ -500,6 +559,7 @@ impl Polygon {
     /// the same way for both edges that share them, so the parity stays consistent. Of
     /// the three reference edges the one whose great circle is farthest from p is used,
     /// so the arc is never degenerate.
+    #[allow(clippy::needless_range_loop)] // i and i + 1 index three parallel slices
     pub fn contains_vec(&self, p: V3) -> bool {
         if let Some((c, _, cosr)) = self.bound
             && p.dot(c) < cosr
@@ -514,8 +574,8 @@ impl Polygon {
             let (a, b, n) = self.edge(i);
             if n.dot(p).abs() <= TOL_RAD
                 && ((a.cross(p).dot(n) >= 0.0 && p.cross(b).dot(n) >= 0.0)
-                    || p.sub(a).norm2() <= TOL_RAD * TOL_RAD
-                    || p.sub(b).norm2() <= TOL_RAD * TOL_RAD)
+                    || p.minus(a).norm2() <= TOL_RAD * TOL_RAD
+                    || p.minus(b).norm2() <= TOL_RAD * TOL_RAD)
             {
                 return true;
             }
@@ -575,14 +635,18 @@ impl Polygon {
             let mut s = V3::default();
             for i in 0..nv {
                 let (a, b, n) = self.edge(i);
-                s = s.add(n.scale(angle(a, b)));
+                s = s.plus(n.scale(angle(a, b)));
             }
             if s.norm() < 1e-12 {
                 return Err("CENTROID is undefined for this polygon (its moment vanishes)".into());
             }
             return Ok(s.normalized());
         }
-        let c = self.v.iter().fold(V3::default(), |s, &x| s.add(x)).normalized();
+        let c = self
+            .v
+            .iter()
+            .fold(V3::default(), |s, &x| s.plus(x))
+            .normalized();
         let (e1, e2) = tangent_basis(c);
         let proj = |x: V3| {
             let w = x.dot(c);
@@ -603,7 +667,7 @@ impl Polygon {
             return Ok(c);
         }
         let (gx, gy) = (x0 + cx / (3.0 * a2), y0 + cy / (3.0 * a2));
-        Ok(c.add(e1.scale(gx)).add(e2.scale(gy)).normalized())
+        Ok(c.plus(e1.scale(gx)).plus(e2.scale(gy)).normalized())
     }
 
     fn bound_angle(&self) -> Option<(V3, f64)> {
@@ -697,11 +761,11 @@ impl Scratch {
 /// boundaries inclusive.
 pub fn contains(a: Shape<'_>, b: Shape<'_>) -> bool {
     match (a, b) {
-        (Shape::Point(p), Shape::Point(q)) => angle(p.v, q.v) <= TOL_RAD,
+        (Shape::Point(p), Shape::Point(q)) => angle(p.vec(), q.vec()) <= TOL_RAD,
         (Shape::Point(p), Shape::Circle(c)) => c.contains_radec(p.ra, p.dec),
-        (Shape::Point(p), Shape::Polygon(g)) => g.contains_vec(p.v),
+        (Shape::Point(p), Shape::Polygon(g)) => g.contains_radec(p.ra, p.dec),
         (Shape::Circle(c), Shape::Point(q)) => {
-            c.r_rad <= TOL_RAD && angle(c.center, q.v) <= TOL_RAD
+            c.r_rad <= TOL_RAD && angle(c.center, q.vec()) <= TOL_RAD
         }
         (Shape::Circle(c), Shape::Circle(d)) => {
             d.full || angle(c.center, d.center) + c.r_rad <= d.r_rad + TOL_RAD
@@ -734,7 +798,8 @@ fn circle_in_polygon(c: &Cap, g: &Polygon) -> bool {
     if c.full {
         return false;
     }
-    g.contains_vec(c.center) && (c.r_rad <= TOL_RAD || g.boundary_distance(c.center) >= c.r_rad - TOL_RAD)
+    g.contains_vec(c.center)
+        && (c.r_rad <= TOL_RAD || g.boundary_distance(c.center) >= c.r_rad - TOL_RAD)
 }
 
 /// Polygon ⊆ cap. A cap of radius ≤ 90° is convex: the vertices decide. A larger cap is
@@ -746,7 +811,7 @@ fn polygon_in_cap(g: &Polygon, c: &Cap) -> bool {
     if c.r_rad <= PI / 2.0 {
         return g.v.iter().all(|&v| c.contains_vec(v));
     }
-    let anti = c.center.neg();
+    let anti = c.center.opposite();
     let rk = PI - c.r_rad;
     !(g.contains_vec(anti) || g.boundary_distance(anti) < rk - TOL_RAD)
 }
@@ -784,7 +849,7 @@ fn polygon_in_polygon(g: &Polygon, h: &Polygon) -> bool {
     }
     (0..g.len()).all(|i| {
         let (a, b, _) = g.edge(i);
-        h.contains_vec(a.add(b).normalized())
+        h.contains_vec(a.plus(b).normalized())
     })
 }
 
@@ -835,12 +900,12 @@ pub fn box_coords(ra: f64, dec: f64, w: f64, h: f64) -> Result<[f64; 8], String>
     if !w.is_finite() || !h.is_finite() {
         return Err(format!("BOX has a non-finite size (width={w}, height={h})"));
     }
-    if !(w > 0.0 && w < 180.0) {
+    if w <= 0.0 || w >= 180.0 {
         return Err(format!(
             "BOX width {w} must be in (0, 180) degrees (its corners are joined by great-circle arcs)"
         ));
     }
-    if !(h > 0.0) {
+    if h <= 0.0 {
         return Err(format!("BOX height {h} must be positive"));
     }
     if dec.abs() + h / 2.0 >= 90.0 {
@@ -907,7 +972,11 @@ mod tests {
         assert!(Cap::new(0.0, 0.0, -1.0).unwrap_err().contains("negative"));
         assert!(Cap::new(0.0, 0.0, 180.1).unwrap_err().contains("180"));
         assert!(Cap::new(0.0, 91.0, 1.0).unwrap_err().contains("Dec"));
-        assert!(Cap::new(f64::NAN, 0.0, 1.0).unwrap_err().contains("non-finite"));
+        assert!(
+            Cap::new(f64::NAN, 0.0, 1.0)
+                .unwrap_err()
+                .contains("non-finite")
+        );
         assert!(Point::new(0.0, -90.5).is_err());
         assert!(Point::new(f64::INFINITY, 0.0).is_err());
         let e = |c: &[f64]| Polygon::new(c).unwrap_err();
@@ -962,15 +1031,32 @@ mod tests {
         assert!(hemi_s.contains_radec(33.0, -10.0) && !hemi_s.contains_radec(33.0, 10.0));
         // Tiny polygon: relative accuracy of the area.
         let s = 1e-6;
-        let tiny = poly(&[50.0, 30.0, 50.0 + s, 30.0, 50.0 + s, 30.0 + s, 50.0, 30.0 + s]);
+        let tiny = poly(&[
+            50.0,
+            30.0,
+            50.0 + s,
+            30.0,
+            50.0 + s,
+            30.0 + s,
+            50.0,
+            30.0 + s,
+        ]);
         let expect = s * s * (30.0f64 * D2R).cos();
-        assert!((tiny.area_sr() * DEG2_PER_SR / expect - 1.0).abs() < 1e-6, "{}", tiny.area_sr());
+        assert!(
+            (tiny.area_sr() * DEG2_PER_SR / expect - 1.0).abs() < 1e-6,
+            "{}",
+            tiny.area_sr()
+        );
     }
 
     #[test]
     fn polygon_across_ra_zero_and_pole() {
         let g = poly(&[350.0, -5.0, 10.0, -5.0, 10.0, 5.0, 350.0, 5.0]);
-        assert!(g.contains_radec(0.0, 0.0) && g.contains_radec(359.0, 1.0) && g.contains_radec(-1.0, 1.0));
+        assert!(
+            g.contains_radec(0.0, 0.0)
+                && g.contains_radec(359.0, 1.0)
+                && g.contains_radec(-1.0, 1.0)
+        );
         assert!(!g.contains_radec(180.0, 0.0) && !g.contains_radec(20.0, 0.0));
         // Around the north pole, non-convex star (alternating radii).
         let mut c = Vec::new();
@@ -1037,7 +1123,10 @@ mod tests {
         let sg = Shape::Polygon(&g);
         assert!(contains(s1, sg) && !contains(sg, s1));
         assert!(!contains(s2, sg) && intersects(s2, sg));
-        assert!(contains(sg, Shape::Circle(&Cap::new(10.5, 10.0, 5.0).unwrap())));
+        assert!(contains(
+            sg,
+            Shape::Circle(&Cap::new(10.5, 10.0, 5.0).unwrap())
+        ));
         assert!(!intersects(s3, sg));
         assert!(contains(sg, Shape::Circle(&big)));
         // Polygon in a > 90° cap whose antipodal hole sits inside / outside the polygon.
@@ -1094,10 +1183,16 @@ mod tests {
         // centroid (mean of vertices for a triangle).
         let t = poly(&[0.0, 0.0, 1e-5, 0.0, 0.0, 1e-5]);
         let (ra, dec) = centroid(Shape::Polygon(&t)).unwrap();
-        assert!((ra - 1e-5 / 3.0).abs() < 1e-13 && (dec - 1e-5 / 3.0).abs() < 1e-13, "{ra} {dec}");
+        assert!(
+            (ra - 1e-5 / 3.0).abs() < 1e-13 && (dec - 1e-5 / 3.0).abs() < 1e-13,
+            "{ra} {dec}"
+        );
         let t = poly(&[0.0, 0.0, 0.1, 0.0, 0.0, 0.1]);
         let (ra, dec) = centroid(Shape::Polygon(&t)).unwrap();
-        assert!((ra - 0.1 / 3.0).abs() < 1e-5 && (dec - 0.1 / 3.0).abs() < 1e-5, "{ra} {dec}");
+        assert!(
+            (ra - 0.1 / 3.0).abs() < 1e-5 && (dec - 0.1 / 3.0).abs() < 1e-5,
+            "{ra} {dec}"
+        );
         // An octant's centroid is on its symmetry axis.
         let oct = poly(&[0.0, 0.0, 90.0, 0.0, 0.0, 90.0]);
         let (ra, dec) = centroid(Shape::Polygon(&oct)).unwrap();
@@ -1111,7 +1206,11 @@ mod tests {
         let b = box_coords(0.0, 0.0, 10.0, 4.0).unwrap();
         assert_eq!(b, [355.0, -2.0, 5.0, -2.0, 5.0, 2.0, 355.0, 2.0]);
         let g = poly(&b);
-        assert!(g.contains_radec(0.0, 0.0) && g.contains_radec(359.0, 1.9) && !g.contains_radec(6.0, 0.0));
+        assert!(
+            g.contains_radec(0.0, 0.0)
+                && g.contains_radec(359.0, 1.9)
+                && !g.contains_radec(6.0, 0.0)
+        );
         assert!(box_coords(0.0, 0.0, 180.0, 4.0).is_err());
         assert!(box_coords(0.0, 0.0, 0.0, 4.0).is_err());
         assert!(box_coords(0.0, 88.0, 1.0, 4.0).is_err());

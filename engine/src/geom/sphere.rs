@@ -48,13 +48,13 @@ impl V3 {
 
     /// Sum.
     #[inline]
-    pub fn add(self, o: V3) -> V3 {
+    pub fn plus(self, o: V3) -> V3 {
         V3::new(self.x + o.x, self.y + o.y, self.z + o.z)
     }
 
     /// Difference.
     #[inline]
-    pub fn sub(self, o: V3) -> V3 {
+    pub fn minus(self, o: V3) -> V3 {
         V3::new(self.x - o.x, self.y - o.y, self.z - o.z)
     }
 
@@ -66,7 +66,7 @@ impl V3 {
 
     /// The opposite vector (the antipode of a point).
     #[inline]
-    pub fn neg(self) -> V3 {
+    pub fn opposite(self) -> V3 {
         V3::new(-self.x, -self.y, -self.z)
     }
 
@@ -103,7 +103,11 @@ impl V3 {
     pub fn to_radec(self) -> (f64, f64) {
         let rxy = self.x.hypot(self.y);
         let dec = self.z.atan2(rxy) * R2D;
-        let ra = if rxy == 0.0 { 0.0 } else { norm_ra(self.y.atan2(self.x) * R2D) };
+        let ra = if rxy == 0.0 {
+            0.0
+        } else {
+            norm_ra(self.y.atan2(self.x) * R2D)
+        };
         (ra, dec)
     }
 }
@@ -144,12 +148,19 @@ pub fn angle(a: V3, b: V3) -> f64 {
 /// Vincenty (atan2) form of the great-circle distance, well-conditioned at every separation.
 #[inline]
 pub fn distance_deg(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    let (s1, c1) = (dec1 * D2R).sin_cos();
     let (s2, c2) = (dec2 * D2R).sin_cos();
+    distance_deg_to(ra1, dec1, ra2, s2, c2)
+}
+
+/// [`distance_deg`] with the second position's sin δ₂ and cos δ₂ precomputed.
+#[inline]
+pub fn distance_deg_to(ra1: f64, dec1: f64, ra2: f64, s2: f64, c2: f64) -> f64 {
+    let (s1, c1) = (dec1 * D2R).sin_cos();
     let (sl, cl) = ((ra2 - ra1) * D2R).sin_cos();
     let x = c2 * sl;
     let y = c1 * s2 - s1 * c2 * cl;
-    let num = x.hypot(y);
+    // |x|, |y| ≤ 1: no overflow, so no need for the slower hypot.
+    let num = (x * x + y * y).sqrt();
     let den = s1 * s2 + c1 * c2 * cl;
     num.atan2(den) * R2D
 }
@@ -158,7 +169,7 @@ pub fn distance_deg(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
 /// when a and b are very close (the difference is then exact to rounding).
 #[inline]
 pub fn robust_cross(a: V3, b: V3) -> V3 {
-    a.add(b).cross(b.sub(a)).scale(0.5)
+    a.plus(b).cross(b.minus(a)).scale(0.5)
 }
 
 /// Two unit vectors orthogonal to `c` and to each other, (east, north) at `c` where that is
@@ -181,7 +192,10 @@ mod tests {
     fn radec_round_trip() {
         for &(ra, dec) in &[(0.0, 0.0), (359.999, -45.0), (180.0, 89.0), (12.5, -89.99)] {
             let (r2, d2) = V3::from_radec(ra, dec).to_radec();
-            assert!((r2 - ra).abs() < 1e-9 && (d2 - dec).abs() < 1e-9, "{ra} {dec} {r2} {d2}");
+            assert!(
+                (r2 - ra).abs() < 1e-9 && (d2 - dec).abs() < 1e-9,
+                "{ra} {dec} {r2} {d2}"
+            );
         }
         let (ra, dec) = V3::from_radec(123.0, 90.0).to_radec();
         assert!((dec - 90.0).abs() < 1e-12 && (0.0..360.0).contains(&ra));
@@ -209,7 +223,7 @@ mod tests {
         let a = V3::from_radec(10.0, 20.0);
         let b = V3::from_radec(10.0, 20.0 + 1e-9);
         assert!((angle(a, b) * R2D / 1e-9 - 1.0).abs() < 1e-5);
-        assert!((angle(a, a.neg()) - PI).abs() < 1e-15);
+        assert!((angle(a, a.opposite()) - PI).abs() < 1e-15);
     }
 
     #[test]
@@ -217,7 +231,7 @@ mod tests {
         let a = V3::from_radec(10.0, 20.0);
         let b = V3::from_radec(11.0, 21.0);
         let (c1, c2) = (a.cross(b), robust_cross(a, b));
-        assert!(c1.sub(c2).norm() < 1e-16);
+        assert!(c1.minus(c2).norm() < 1e-16);
         let (e, n) = tangent_basis(a);
         assert!(e.dot(a).abs() < 1e-15 && n.dot(a).abs() < 1e-15 && e.dot(n).abs() < 1e-15);
         assert!(n.z > 0.0 && e.y > 0.0);

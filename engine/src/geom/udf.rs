@@ -107,11 +107,18 @@ impl Func {
 
     fn ret(self) -> DataType {
         match self {
-            Func::Point | Func::Circle | Func::Polygon | Func::Box | Func::Centroid | Func::HealpixCenter => {
-                geometry_type()
+            Func::Point
+            | Func::Circle
+            | Func::Polygon
+            | Func::Box
+            | Func::Centroid
+            | Func::HealpixCenter => geometry_type(),
+            Func::Contains | Func::Intersects | Func::PointInCircle | Func::PointInPolygon => {
+                DataType::Int32
             }
-            Func::Contains | Func::Intersects | Func::PointInCircle | Func::PointInPolygon => DataType::Int32,
-            Func::Distance | Func::DistanceGeom | Func::Area | Func::Coord1 | Func::Coord2 => DataType::Float64,
+            Func::Distance | Func::DistanceGeom | Func::Area | Func::Coord1 | Func::Coord2 => {
+                DataType::Float64
+            }
             Func::HealpixIndex => DataType::Int64,
         }
     }
@@ -130,7 +137,12 @@ pub struct GeomUdf {
 /// `adql_coord2`, `ivo_healpix_index`, `ivo_healpix_center`.
 pub fn udfs() -> Vec<ScalarUDF> {
     ALL.iter()
-        .map(|&func| ScalarUDF::new_from_impl(GeomUdf { func, signature: Signature::user_defined(Volatility::Immutable) }))
+        .map(|&func| {
+            ScalarUDF::new_from_impl(GeomUdf {
+                func,
+                signature: Signature::user_defined(Volatility::Immutable),
+            })
+        })
         .collect()
 }
 
@@ -165,7 +177,7 @@ impl ScalarUDFImpl for GeomUdf {
                 k.to_vec()
             }
             None => {
-                if types.len() < 6 || types.len() % 2 != 0 {
+                if types.len() < 6 || !types.len().is_multiple_of(2) {
                     return plan_err!(
                         "{name} takes an even number ≥ 6 of coordinates (ra1, dec1, ra2, dec2, …), got {}",
                         types.len()
@@ -197,7 +209,10 @@ impl ScalarUDFImpl for GeomUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if all_scalar { 1 } else { args.number_rows };
         let out = evaluate(self.func, &args.args, rows)?;
         if all_scalar {
@@ -235,7 +250,11 @@ fn hold(v: &ColumnarValue, kind: Arg) -> Result<Held> {
             }
         }
         ColumnarValue::Scalar(s) => {
-            let s = if s.data_type() == target || s.is_null() { s.clone() } else { s.cast_to(&target)? };
+            let s = if s.data_type() == target || s.is_null() {
+                s.clone()
+            } else {
+                s.cast_to(&target)?
+            };
             Ok(match kind {
                 Arg::Num => Held::NumS(match s {
                     ScalarValue::Float64(v) => v,
@@ -248,7 +267,11 @@ fn hold(v: &ColumnarValue, kind: Arg) -> Result<Held> {
                 Arg::Geom => Held::GeomS(match s {
                     ScalarValue::List(l) if !l.is_null(0) => {
                         let v = l.value(0);
-                        let v = if v.data_type() == &DataType::Float64 { v } else { cast(&v, &DataType::Float64)? };
+                        let v = if v.data_type() == &DataType::Float64 {
+                            v
+                        } else {
+                            cast(&v, &DataType::Float64)?
+                        };
                         let v = v.as_primitive::<Float64Type>();
                         if v.null_count() > 0 {
                             return Err(geo_err("a geometry value has a null coordinate".into()));
@@ -304,7 +327,11 @@ fn evaluate(func: Func, args: &[ColumnarValue], rows: usize) -> Result<ArrayRef>
             args.len()
         )));
     }
-    let held = args.iter().zip(&kinds).map(|(a, &k)| hold(a, k)).collect::<Result<Vec<_>>>()?;
+    let held = args
+        .iter()
+        .zip(&kinds)
+        .map(|(a, &k)| hold(a, k))
+        .collect::<Result<Vec<_>>>()?;
     let n = |i: usize| held[i].num();
     let g = |i: usize| held[i].geom();
     match func {
