@@ -16,11 +16,17 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::common::TableReference;
-use datafusion::config::Dialect;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::translate::{ExposedTable, Translation, did_you_mean, nearest};
 use crate::{CatalogInfo, tap_schema};
+
+/// Nesting the generated SQL may reach: the ADQL tree's height cap (1000) times the
+/// parentheses the translator adds per level, with margin.
+const SQL_RECURSION_LIMIT: usize = 10_000;
 
 /// The session and what it exposes.
 pub(crate) struct Session {
@@ -126,11 +132,17 @@ impl Session {
     /// Plans translated SQL.
     pub(crate) async fn plan(&self, t: &Translation) -> Result<LogicalPlan> {
         let state = self.ctx.state();
-        let stmt = state
-            .sql_to_statement(&t.sql, &Dialect::Generic)
-            .map_err(|e| map_error(e, t))?;
+        // Our own sqlparser call, for its recursion limit: the generated SQL nests as deep as
+        // the ADQL did (≤ 1000 levels by the parser's cap, more with the parentheses the
+        // translator adds), and DataFusion's default limit is 50. sqlparser grows its stack
+        // on demand (`recursive-protection`), so depth costs no stack overflow.
+        let stmt = Parser::new(&GenericDialect {})
+            .with_recursion_limit(SQL_RECURSION_LIMIT)
+            .try_with_sql(&t.sql)
+            .and_then(|mut p| p.parse_statement())
+            .map_err(|e| map_error(DataFusionError::SQL(Box::new(e), None), t))?;
         state
-            .statement_to_plan(stmt)
+            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await
             .map_err(|e| map_error(e, t))
     }

@@ -6,6 +6,9 @@
 //! exposed tables and the functions in [`FUNCTIONS`], and every identifier is emitted
 //! quoted. The extra parse costs a few microseconds.
 //!
+//! Recursion: the walkers grow their stack on demand (`recursive`, as DataFusion's planner
+//! does), so the parser's height cap (1000 levels) is safe on any thread.
+//!
 //! Identifiers: ADQL regular identifiers are case-insensitive, delimited ones are not. The
 //! translator collects every name the query can see (columns of the tables it reads, table
 //! and column aliases, CTE names) and maps each regular identifier to the stored spelling
@@ -345,6 +348,7 @@ impl<'a> Translator<'a> {
 
     // ---- pass 1: collect names -------------------------------------------------------
 
+    #[recursive::recursive]
     fn collect_query(&mut self, q: &Query) -> Result<()> {
         for c in &q.with {
             self.add_visible(&c.name.name);
@@ -397,6 +401,7 @@ impl<'a> Translator<'a> {
         name.len() == 1 && self.ctes.iter().any(|(c, _)| eq_ident(&name[0], &c.name) || (c.delimited && name[0].delimited && c.name == name[0].name))
     }
 
+    #[recursive::recursive]
     fn collect_table(&mut self, t: &TableRef) -> Result<()> {
         match t {
             TableRef::Table { name, alias, span } => {
@@ -450,6 +455,7 @@ impl<'a> Translator<'a> {
         }
     }
 
+    #[recursive::recursive]
     fn collect_expr(&mut self, e: &Expr) -> Result<()> {
         match &e.kind {
             ExprKind::Column(parts) => {
@@ -511,6 +517,7 @@ impl<'a> Translator<'a> {
 
     // ---- pass 2: emit ----------------------------------------------------------------
 
+    #[recursive::recursive]
     fn query(&mut self, q: &Query, top_level: bool) -> Result<String> {
         let mut out = String::new();
         if !q.with.is_empty() {
@@ -800,6 +807,7 @@ impl<'a> Translator<'a> {
         Ok((self.expr(e)?, None))
     }
 
+    #[recursive::recursive]
     fn table_ref(&mut self, t: &TableRef) -> Result<String> {
         match t {
             TableRef::Table { name, alias, span } => {
@@ -874,6 +882,7 @@ impl<'a> Translator<'a> {
         }
     }
 
+    #[recursive::recursive]
     fn expr(&mut self, e: &Expr) -> Result<Val> {
         let s = match &e.kind {
             ExprKind::Column(parts) => {

@@ -252,6 +252,8 @@ pub struct Polygon {
     nrefs: usize,
     q: Vec<V3>,
     cm: Vec<f64>,
+    /// Edge midpoints and half-lengths, scratch space of the simplicity check.
+    mids: Vec<(V3, f64)>,
 }
 
 /// Signed turning angle at `v` from the edge with normal `n0` to the edge with normal `n1`
@@ -309,7 +311,10 @@ impl Polygon {
         let nv = coords.len() / 2;
         self.v.clear();
         for (k, c) in coords.chunks_exact(2).enumerate() {
-            check_position(&format!("POLYGON vertex {}", k + 1), c[0], c[1])?;
+            if !c[0].is_finite() || !c[1].is_finite() || c[1].abs() > 90.0 {
+                // Format the vertex number only on failure: no allocation per valid row.
+                check_position(&format!("POLYGON vertex {}", k + 1), c[0], c[1])?;
+            }
             self.v.push(V3::from_radec(c[0], c[1]));
         }
         // At least three distinct vertices.
@@ -418,17 +423,17 @@ impl Polygon {
 
     /// Rejects polygons whose non-adjacent edges cross or touch (figure-eights, repeated
     /// vertices, loops). O(n²) with a bounding-cap reject per pair.
-    fn check_simple(&self) -> Result<(), String> {
+    fn check_simple(&mut self) -> Result<(), String> {
         let nv = self.v.len();
         if nv < 4 {
             return Ok(());
         }
-        let mids: Vec<(V3, f64)> = (0..nv)
-            .map(|i| {
-                let (a, b) = (self.v[i], self.v[(i + 1) % nv]);
-                (a.plus(b).normalized(), 0.5 * angle(a, b))
-            })
-            .collect();
+        self.mids.clear();
+        for i in 0..nv {
+            let (a, b) = (self.v[i], self.v[(i + 1) % nv]);
+            self.mids.push((a.plus(b).normalized(), 0.5 * angle(a, b)));
+        }
+        let mids = &self.mids;
         for i in 0..nv {
             for j in i + 2..nv {
                 if i == 0 && j == nv - 1 {

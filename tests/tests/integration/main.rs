@@ -5,6 +5,8 @@ mod bad_input;
 mod common;
 /// Compatibility with the Python HATS stack (hats validator, LSDB cones, hats-import output).
 mod compat;
+/// The ADQL engine's limits and safety over real data.
+mod engine;
 /// Loading and reading back: row counts and value checksums preserved.
 mod roundtrip;
 /// Catalogs on a real S3-compatible server (moto, started by the test).
