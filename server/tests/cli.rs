@@ -271,3 +271,68 @@ fn a_load_killed_with_sigkill_leaves_the_previous_version_intact() {
     assert_eq!(hidden, vec!["t".to_string()], "staging left behind");
     assert_eq!(checksum(&cat), before);
 }
+
+#[test]
+fn query_answers_in_every_format_and_check_lints_without_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let sirius = "SELECT TOP 5 hip, ra, dec FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 101.287, -16.716, 1)) ORDER BY hip";
+    // Without --data the demo archive is built on first use.
+    let table = run_ok(tessera().current_dir(dir.path()).args(["query", sirius]));
+    assert!(table.lines().next().unwrap().contains("HIP"), "{table}");
+    assert!(table.contains("32349"), "Sirius is HIP 32349:\n{table}");
+    assert!(table.contains("(3 rows)"), "{table}");
+
+    let csv = run_ok(tessera().current_dir(dir.path()).args(["query", "--format", "csv", sirius]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "HIP,ra,dec");
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines.iter().any(|l| l.starts_with("32349,101.28")), "{csv}");
+
+    let json = run_ok(tessera().current_dir(dir.path()).args([
+        "query",
+        "--format",
+        "json",
+        "SELECT TOP 1 POINT(ra, dec) AS p, Plx FROM hipparcos.hip2 WHERE hip = 32349",
+    ]));
+    assert!(json.contains("\"name\": \"p\"") && json.contains("\"xtype\": \"point\""), "{json}");
+    assert!(json.contains("\"unit\": \"mas\"") && json.contains("[101.28"), "{json}");
+    assert!(json.contains("\"overflow\": false"), "{json}");
+
+    // --max-rows reports the cut.
+    let cut = run_ok(tessera().current_dir(dir.path()).args([
+        "query",
+        "--max-rows",
+        "2",
+        "SELECT hip FROM hipparcos.hip2",
+    ]));
+    assert!(cut.contains("(2 rows, more rows exist"), "{cut}");
+
+    // A rejected query: non-zero exit, the error kind, position and nearest names.
+    let out = tessera()
+        .current_dir(dir.path())
+        .args(["query", "SELECT TOP 1 hpmag2 FROM hipparcos.hip2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown_column") && err.contains("Hpmag"), "{err}");
+    assert!(err.contains("line 1, column 14"), "{err}");
+
+    // --check needs no data at all.
+    let empty = tempfile::tempdir().unwrap();
+    let ok = run_ok(tessera().current_dir(empty.path()).args([
+        "query",
+        "--check",
+        "SELECT a.x, COUNT(*) FROM s.t AS a GROUP BY a.x HAVING COUNT(*) > 1",
+    ]));
+    assert_eq!(ok.trim(), "ok");
+    let out = tessera()
+        .current_dir(empty.path())
+        .args(["query", "--check", "SELECT ra,\n  dec FROM s.t WHERE"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("syntax") && err.contains("line 2"), "{err}");
+    assert!(!empty.path().join("tessera-data").exists(), "--check must not build data");
+}
