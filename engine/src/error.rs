@@ -119,7 +119,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn at(kind: ErrorKind, span: crate::adql::ast::Span, message: impl Into<String>) -> Error {
+    pub(crate) fn at(
+        kind: ErrorKind,
+        span: crate::adql::ast::Span,
+        message: impl Into<String>,
+    ) -> Error {
         Error::Query {
             kind,
             message: message.into(),

@@ -30,11 +30,15 @@ impl ScalarUDFImpl for SeededRand {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let seed = match &args.args[0] {
             ColumnarValue::Scalar(ScalarValue::Int64(Some(s))) => *s,
-            ColumnarValue::Scalar(_) => return exec_err!("RAND: the seed must be a non-null integer"),
+            ColumnarValue::Scalar(_) => {
+                return exec_err!("RAND: the seed must be a non-null integer");
+            }
             ColumnarValue::Array(_) => return exec_err!("RAND: the seed must be a constant"),
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed as u64);
-        let v: Float64Array = (0..args.number_rows).map(|_| Some(rng.random::<f64>())).collect();
+        let v: Float64Array = (0..args.number_rows)
+            .map(|_| Some(rng.random::<f64>()))
+            .collect();
         Ok(ColumnarValue::Array(Arc::new(v)))
     }
 }

@@ -1,8 +1,8 @@
 //! The query façade: ADQL text plus limits in, a stream of Arrow record batches out.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -21,7 +21,7 @@ use crate::translate::translate;
 use crate::{Archive, Error, ErrorKind, Location, Result};
 
 /// Limits a caller puts on one query. The engine enforces them itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Limits {
     /// Rows returned at most; more rows set [`QueryResult::overflowed`] (TAP MAXREC).
     pub max_rows: Option<u64>,
@@ -29,16 +29,6 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Text length and nesting depth.
     pub parse: ParseLimits,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_rows: None,
-            timeout: None,
-            parse: ParseLimits::default(),
-        }
-    }
 }
 
 /// A function the service offers beyond ADQL's core, for TAP capabilities.
@@ -62,7 +52,9 @@ pub struct QueryResult {
 
 impl std::fmt::Debug for QueryResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryResult").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("QueryResult")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
@@ -148,7 +140,10 @@ impl Engine {
         let mut plan = self.session.plan(&t).await?;
         if let Some(max) = limits.max_rows {
             plan = LogicalPlanBuilder::from(plan)
-                .limit(0, Some(max.saturating_add(1).min(usize::MAX as u64) as usize))
+                .limit(
+                    0,
+                    Some(max.saturating_add(1).min(usize::MAX as u64) as usize),
+                )
                 .and_then(|b| b.build())
                 .map_err(|e| map_error(e, &t))?;
         }
@@ -290,7 +285,11 @@ type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 
 /// Ends the stream with a timeout error at the deadline; dropping the inner stream cancels
 /// DataFusion's work.
-fn with_deadline(inner: BatchStream, deadline: tokio::time::Instant, limits: Limits) -> BatchStream {
+fn with_deadline(
+    inner: BatchStream,
+    deadline: tokio::time::Instant,
+    limits: Limits,
+) -> BatchStream {
     Box::pin(futures::stream::unfold(Some(inner), move |st| {
         let limits = limits.clone();
         async move {

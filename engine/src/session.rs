@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::common::TableReference;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -36,7 +36,9 @@ pub(crate) struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("tables", &self.tables.len()).finish()
+        f.debug_struct("Session")
+            .field("tables", &self.tables.len())
+            .finish()
     }
 }
 
@@ -55,7 +57,10 @@ impl Session {
         config.options_mut().sql_parser.enable_ident_normalization = false;
         config.options_mut().execution.parquet.pushdown_filters = false;
         let ctx = SessionContext::new_with_config(config);
-        for udf in crate::geom::udfs().into_iter().chain(crate::functions::udfs()) {
+        for udf in crate::geom::udfs()
+            .into_iter()
+            .chain(crate::functions::udfs())
+        {
             ctx.register_udf(udf);
         }
         let catalog = ctx
@@ -76,12 +81,19 @@ impl Session {
         for t in tap_schema::build(catalogs) {
             let schema = t.batch.schema();
             let mem = MemTable::try_new(schema.clone(), vec![vec![t.batch]]).map_err(internal)?;
-            ctx.register_table(TableReference::partial(tap_schema::SCHEMA, t.name), Arc::new(mem))
-                .map_err(internal)?;
+            ctx.register_table(
+                TableReference::partial(tap_schema::SCHEMA, t.name),
+                Arc::new(mem),
+            )
+            .map_err(internal)?;
             tables.push(ExposedTable {
                 schema: tap_schema::SCHEMA.into(),
                 table: t.name.into(),
-                columns: schema.fields().iter().map(|f| (f.name().clone(), None)).collect(),
+                columns: schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), None))
+                    .collect(),
             });
         }
 
@@ -114,8 +126,11 @@ impl Session {
                 .with_listing_options(opts)
                 .with_schema(schema);
             let table = ListingTable::try_new(cfg).map_err(internal)?;
-            ctx.register_table(TableReference::partial(c.schema.as_str(), c.table.as_str()), Arc::new(table))
-                .map_err(internal)?;
+            ctx.register_table(
+                TableReference::partial(c.schema.as_str(), c.table.as_str()),
+                Arc::new(table),
+            )
+            .map_err(internal)?;
             tables.push(ExposedTable {
                 schema: c.schema.clone(),
                 table: c.table.clone(),
@@ -164,7 +179,12 @@ pub(crate) fn map_error(e: DataFusionError, t: &Translation) -> Error {
             .min()
             .unwrap_or(rest.len());
         let name = rest[..end].trim_end_matches('.').to_string();
-        let bare = name.rsplit('.').next().unwrap_or(&name).trim_matches('"').to_string();
+        let bare = name
+            .rsplit('.')
+            .next()
+            .unwrap_or(&name)
+            .trim_matches('"')
+            .to_string();
         let near = nearest(&bare, t.visible.iter().map(String::as_str));
         let text = format!("unknown column {bare}{}", did_you_mean(&near));
         return match t.idents.iter().find(|i| i.name.eq_ignore_ascii_case(&bare)) {
@@ -176,12 +196,18 @@ pub(crate) fn map_error(e: DataFusionError, t: &Translation) -> Error {
         return Error::query(ErrorKind::UnknownColumn, msg);
     }
     if let Some(g) = msg.find("geometry: ") {
-        return Error::query(ErrorKind::Geometry, msg[g + "geometry: ".len()..].to_string());
+        return Error::query(
+            ErrorKind::Geometry,
+            msg[g + "geometry: ".len()..].to_string(),
+        );
     }
     if msg.contains("Resources exhausted") {
         return Error::query(ErrorKind::Limit, msg);
     }
-    if msg.contains("Object Store error") || msg.contains("IO error") || msg.contains("Parquet error") {
+    if msg.contains("Object Store error")
+        || msg.contains("IO error")
+        || msg.contains("Parquet error")
+    {
         return Error::query(ErrorKind::Storage, msg);
     }
     if msg.contains("This feature is not implemented") || msg.contains("Unsupported") {

@@ -90,40 +90,97 @@ fn tap_columns() -> Vec<(&'static str, Vec<(Field, &'static str)>)> {
         (
             "schemas",
             vec![
-                (utf8("schema_name", false), "schema name for reference to tap_schema.schemas"),
-                (utf8("utype", true), "lists the utypes of schemas in the tableset"),
-                (utf8("description", true), "describes schemas in the tableset"),
-                (int("schema_index", true), "recommended sort order when listing schemas"),
+                (
+                    utf8("schema_name", false),
+                    "schema name for reference to tap_schema.schemas",
+                ),
+                (
+                    utf8("utype", true),
+                    "lists the utypes of schemas in the tableset",
+                ),
+                (
+                    utf8("description", true),
+                    "describes schemas in the tableset",
+                ),
+                (
+                    int("schema_index", true),
+                    "recommended sort order when listing schemas",
+                ),
             ],
         ),
         (
             "tables",
             vec![
-                (utf8("schema_name", false), "the schema this table belongs to"),
+                (
+                    utf8("schema_name", false),
+                    "the schema this table belongs to",
+                ),
                 (utf8("table_name", false), "the fully qualified table name"),
                 (utf8("table_type", false), "one of: table view"),
-                (utf8("utype", true), "lists the utype of tables in the tableset"),
-                (utf8("description", true), "describes tables in the tableset"),
-                (int("table_index", true), "recommended sort order when listing tables"),
+                (
+                    utf8("utype", true),
+                    "lists the utype of tables in the tableset",
+                ),
+                (
+                    utf8("description", true),
+                    "describes tables in the tableset",
+                ),
+                (
+                    int("table_index", true),
+                    "recommended sort order when listing tables",
+                ),
             ],
         ),
         (
             "columns",
             vec![
-                (utf8("table_name", false), "the table this column belongs to"),
+                (
+                    utf8("table_name", false),
+                    "the table this column belongs to",
+                ),
                 (utf8("column_name", false), "the column name"),
-                (utf8("utype", true), "lists the utypes of columns in the tableset"),
-                (utf8("ucd", true), "lists the UCDs of columns in the tableset"),
-                (utf8("unit", true), "lists the unit used for column values in the tableset"),
-                (utf8("description", true), "describes the columns in the tableset"),
-                (utf8("datatype", false), "lists the ADQL datatype of columns in the tableset"),
-                (utf8("arraysize", true), "lists the size of variable-length columns in the tableset"),
-                (utf8("xtype", true), "a DALI or custom extended type annotation"),
+                (
+                    utf8("utype", true),
+                    "lists the utypes of columns in the tableset",
+                ),
+                (
+                    utf8("ucd", true),
+                    "lists the UCDs of columns in the tableset",
+                ),
+                (
+                    utf8("unit", true),
+                    "lists the unit used for column values in the tableset",
+                ),
+                (
+                    utf8("description", true),
+                    "describes the columns in the tableset",
+                ),
+                (
+                    utf8("datatype", false),
+                    "lists the ADQL datatype of columns in the tableset",
+                ),
+                (
+                    utf8("arraysize", true),
+                    "lists the size of variable-length columns in the tableset",
+                ),
+                (
+                    utf8("xtype", true),
+                    "a DALI or custom extended type annotation",
+                ),
                 (int("size", true), "deprecated: use arraysize"),
-                (int("principal", false), "a principal column; 1 means 1, 0 means 0"),
-                (int("indexed", false), "an indexed column; 1 means 1, 0 means 0"),
+                (
+                    int("principal", false),
+                    "a principal column; 1 means 1, 0 means 0",
+                ),
+                (
+                    int("indexed", false),
+                    "an indexed column; 1 means 1, 0 means 0",
+                ),
                 (int("std", false), "a standard column; 1 means 1, 0 means 0"),
-                (int("column_index", true), "recommended sort order when listing columns"),
+                (
+                    int("column_index", true),
+                    "recommended sort order when listing columns",
+                ),
             ],
         ),
         (
@@ -132,7 +189,10 @@ fn tap_columns() -> Vec<(&'static str, Vec<(Field, &'static str)>)> {
                 (utf8("key_id", false), "unique key identifier"),
                 (utf8("from_table", false), "fully qualified table name"),
                 (utf8("target_table", false), "fully qualified table name"),
-                (utf8("utype", true), "lists the utype of keys in the tableset"),
+                (
+                    utf8("utype", true),
+                    "lists the utype of keys in the tableset",
+                ),
                 (utf8("description", true), "describes keys in the tableset"),
             ],
         ),
@@ -140,8 +200,14 @@ fn tap_columns() -> Vec<(&'static str, Vec<(Field, &'static str)>)> {
             "key_columns",
             vec![
                 (utf8("key_id", false), "unique key identifier"),
-                (utf8("from_column", false), "key column name in the from_table"),
-                (utf8("target_column", false), "key column name in the target_table"),
+                (
+                    utf8("from_column", false),
+                    "key column name in the from_table",
+                ),
+                (
+                    utf8("target_column", false),
+                    "key column name in the target_table",
+                ),
             ],
         ),
     ]
@@ -179,7 +245,10 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Vec<TapTable> {
     let mut table_rows: Vec<(String, String, String)> = Vec::new();
     let mut col_rows: Vec<ColRow> = Vec::new();
 
-    schema_rows.push((SCHEMA.into(), "the tables that describe this service's tables".into()));
+    schema_rows.push((
+        SCHEMA.into(),
+        "the tables that describe this service's tables".into(),
+    ));
     for (name, cols) in &defs {
         let qualified = format!("{SCHEMA}.{name}");
         table_rows.push((SCHEMA.into(), qualified.clone(), description(name).into()));
@@ -212,14 +281,27 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Vec<TapTable> {
             qualified.clone(),
             format!("{} rows in {} HEALPix partitions", c.rows, c.partitions),
         ));
+        // Without principal flags from the catalog, the identifier (first column after
+        // `_healpix_29`) and the position are what a client should show first.
+        let flagged = c.columns.iter().any(|col| col.meta.principal);
+        let first_data = c
+            .columns
+            .iter()
+            .find(|col| col.name != "_healpix_29")
+            .map(|col| &col.name);
         for (i, col) in c.columns.iter().enumerate() {
             let dt: DataType = col.arrow_type.clone();
             let (datatype, arraysize, xtype) = votable_type(&dt, col.meta.xtype.as_deref());
-            let is_pos = Some(&col.name) == c.ra_dec.0.as_ref() || Some(&col.name) == c.ra_dec.1.as_ref();
+            let is_pos =
+                Some(&col.name) == c.ra_dec.0.as_ref() || Some(&col.name) == c.ra_dec.1.as_ref();
+            let mut meta = col.meta.clone();
+            if !flagged {
+                meta.principal = is_pos || Some(&col.name) == first_data;
+            }
             col_rows.push(ColRow {
                 table: qualified.clone(),
                 name: col.name.clone(),
-                meta: col.meta.clone(),
+                meta,
                 datatype,
                 arraysize,
                 xtype,
@@ -254,8 +336,18 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Vec<TapTable> {
                 strings(col_rows.iter().map(|r| r.meta.utype.clone()).collect()),
                 strings(col_rows.iter().map(|r| r.meta.ucd.clone()).collect()),
                 strings(col_rows.iter().map(|r| r.meta.unit.clone()).collect()),
-                strings(col_rows.iter().map(|r| r.meta.description.clone()).collect()),
-                strings(col_rows.iter().map(|r| Some(r.datatype.to_string())).collect()),
+                strings(
+                    col_rows
+                        .iter()
+                        .map(|r| r.meta.description.clone())
+                        .collect(),
+                ),
+                strings(
+                    col_rows
+                        .iter()
+                        .map(|r| Some(r.datatype.to_string()))
+                        .collect(),
+                ),
                 strings(col_rows.iter().map(|r| r.arraysize.clone()).collect()),
                 strings(col_rows.iter().map(|r| r.xtype.clone()).collect()),
                 ints(
@@ -264,7 +356,12 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Vec<TapTable> {
                         .map(|r| r.arraysize.as_deref().and_then(|a| a.parse().ok()))
                         .collect(),
                 ),
-                ints(col_rows.iter().map(|r| Some(r.meta.principal as i32)).collect()),
+                ints(
+                    col_rows
+                        .iter()
+                        .map(|r| Some(r.meta.principal as i32))
+                        .collect(),
+                ),
                 ints(col_rows.iter().map(|r| Some(r.indexed as i32)).collect()),
                 ints(col_rows.iter().map(|r| Some(r.std as i32)).collect()),
                 ints(col_rows.iter().map(|r| Some(r.index)).collect()),

@@ -93,11 +93,52 @@ const SIMPLE_FUNCTIONS: &[(&str, usize, usize, &str)] = &[
 
 /// Every function name a query may call (for suggestions).
 pub(crate) const FUNCTIONS: &[&str] = &[
-    "ABS", "CEILING", "DEGREES", "EXP", "FLOOR", "LOG", "LOG10", "MOD", "PI", "POWER",
-    "RADIANS", "RAND", "ROUND", "SQRT", "TRUNCATE", "ACOS", "ASIN", "ATAN", "ATAN2", "COS",
-    "COT", "SIN", "TAN", "LOWER", "UPPER", "COALESCE", "IN_UNIT", "COUNT", "AVG", "MIN", "MAX",
-    "SUM", "POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA",
-    "CENTROID", "COORD1", "COORD2", "COORDSYS", "REGION", "ivo_healpix_index",
+    "ABS",
+    "CEILING",
+    "DEGREES",
+    "EXP",
+    "FLOOR",
+    "LOG",
+    "LOG10",
+    "MOD",
+    "PI",
+    "POWER",
+    "RADIANS",
+    "RAND",
+    "ROUND",
+    "SQRT",
+    "TRUNCATE",
+    "ACOS",
+    "ASIN",
+    "ATAN",
+    "ATAN2",
+    "COS",
+    "COT",
+    "SIN",
+    "TAN",
+    "LOWER",
+    "UPPER",
+    "COALESCE",
+    "IN_UNIT",
+    "COUNT",
+    "AVG",
+    "MIN",
+    "MAX",
+    "SUM",
+    "POINT",
+    "CIRCLE",
+    "BOX",
+    "POLYGON",
+    "CONTAINS",
+    "INTERSECTS",
+    "DISTANCE",
+    "AREA",
+    "CENTROID",
+    "COORD1",
+    "COORD2",
+    "COORDSYS",
+    "REGION",
+    "ivo_healpix_index",
     "ivo_healpix_center",
 ];
 
@@ -106,11 +147,21 @@ const AGGREGATES: &[&str] = &["COUNT", "AVG", "MIN", "MAX", "SUM"];
 /// A region while its parts are still visible, or a region value.
 #[derive(Debug, Clone)]
 enum Geo {
-    Point { ra: String, dec: String },
-    Circle { ra: String, dec: String, r: String },
+    Point {
+        ra: String,
+        dec: String,
+    },
+    Circle {
+        ra: String,
+        dec: String,
+        r: String,
+    },
     Polygon(Vec<(String, String)>),
     /// A `List<Float64>` value of known or unknown kind.
-    Value { sql: String, kind: Option<Kind> },
+    Value {
+        sql: String,
+        kind: Option<Kind>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +278,12 @@ pub(crate) fn nearest<'n>(wanted: &str, names: impl IntoIterator<Item = &'n str>
     let w = wanted.to_ascii_lowercase();
     let mut scored: Vec<(f64, String)> = names
         .into_iter()
-        .map(|n| (strsim::jaro_winkler(&w, &n.to_ascii_lowercase()), n.to_string()))
+        .map(|n| {
+            (
+                strsim::jaro_winkler(&w, &n.to_ascii_lowercase()),
+                n.to_string(),
+            )
+        })
         .filter(|(s, _)| *s > 0.7)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -274,7 +330,7 @@ impl<'a> Translator<'a> {
             return id.name.clone();
         }
         match self.fold.get(&id.name.to_ascii_lowercase()) {
-            Some(v) if v.iter().any(|n| *n == id.name) => id.name.clone(),
+            Some(v) if v.contains(&id.name) => id.name.clone(),
             Some(v) if !v.is_empty() => v[0].clone(),
             _ => id.name.clone(),
         }
@@ -391,14 +447,23 @@ impl<'a> Translator<'a> {
                 SelectItem::QualifiedWildcard(..) | SelectItem::Wildcard(_) => {}
             }
         }
-        for e in s.selection.iter().chain(s.group_by.iter()).chain(s.having.iter()) {
+        for e in s
+            .selection
+            .iter()
+            .chain(s.group_by.iter())
+            .chain(s.having.iter())
+        {
             self.collect_expr(e)?;
         }
         Ok(())
     }
 
     fn is_cte(&self, name: &[Ident]) -> bool {
-        name.len() == 1 && self.ctes.iter().any(|(c, _)| eq_ident(&name[0], &c.name) || (c.delimited && name[0].delimited && c.name == name[0].name))
+        name.len() == 1
+            && self.ctes.iter().any(|(c, _)| {
+                eq_ident(&name[0], &c.name)
+                    || (c.delimited && name[0].delimited && c.name == name[0].name)
+            })
     }
 
     #[recursive::recursive]
@@ -465,12 +530,16 @@ impl<'a> Translator<'a> {
             }
             ExprKind::Literal(_) | ExprKind::CountStar => {}
             ExprKind::Unary { expr, .. } | ExprKind::Nested(expr) => self.collect_expr(expr)?,
-            ExprKind::IsNull { expr, .. } | ExprKind::Cast { expr, .. } => self.collect_expr(expr)?,
+            ExprKind::IsNull { expr, .. } | ExprKind::Cast { expr, .. } => {
+                self.collect_expr(expr)?
+            }
             ExprKind::Binary { left, right, .. } => {
                 self.collect_expr(left)?;
                 self.collect_expr(right)?;
             }
-            ExprKind::Between { expr, low, high, .. } => {
+            ExprKind::Between {
+                expr, low, high, ..
+            } => {
                 self.collect_expr(expr)?;
                 self.collect_expr(low)?;
                 self.collect_expr(high)?;
@@ -583,7 +652,10 @@ impl<'a> Translator<'a> {
                 match sel.top {
                     Some(n) => {
                         self.anon += 1;
-                        Ok(format!("SELECT * FROM ({body} LIMIT {n}) AS \"_top{}\"", self.anon))
+                        Ok(format!(
+                            "SELECT * FROM ({body} LIMIT {n}) AS \"_top{}\"",
+                            self.anon
+                        ))
                     }
                     None => Ok(body),
                 }
@@ -642,7 +714,11 @@ impl<'a> Translator<'a> {
                 "(SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {cols}) AS \"_rn\" FROM ({sql}) AS \"_{tag}{a}\"({cols}))"
             )
         };
-        let op = if op == SetOp::Except { "EXCEPT" } else { "INTERSECT" };
+        let op = if op == SetOp::Except {
+            "EXCEPT"
+        } else {
+            "INTERSECT"
+        };
         let outs: Vec<String> = names
             .iter()
             .enumerate()
@@ -670,7 +746,11 @@ impl<'a> Translator<'a> {
             };
             let n = used.entry(base.to_ascii_lowercase()).or_insert(0);
             *n += 1;
-            names.push(if *n == 1 || alias.is_some() { base } else { format!("{base}_{n}") });
+            names.push(if *n == 1 || alias.is_some() {
+                base
+            } else {
+                format!("{base}_{n}")
+            });
         }
         Some(names)
     }
@@ -704,7 +784,8 @@ impl<'a> Translator<'a> {
         {
             self.collect_using(left, out);
             self.collect_using(right, out);
-            if let (JoinKind::Full | JoinKind::Right, JoinConstraint::Using(cols)) = (kind, constraint)
+            if let (JoinKind::Full | JoinKind::Right, JoinConstraint::Using(cols)) =
+                (kind, constraint)
                 && let (Some(l), Some(r)) = (self.qualifier(left), self.qualifier(right))
             {
                 for c in cols {
@@ -962,7 +1043,10 @@ impl<'a> Translator<'a> {
                 let x = self.scalar(expr)?;
                 let l = self.scalar(low)?;
                 let h = self.scalar(high)?;
-                format!("({x} {}BETWEEN {l} AND {h})", if *negated { "NOT " } else { "" })
+                format!(
+                    "({x} {}BETWEEN {l} AND {h})",
+                    if *negated { "NOT " } else { "" }
+                )
             }
             ExprKind::Like {
                 expr,
@@ -1165,9 +1249,8 @@ impl<'a> Translator<'a> {
                     ));
                 };
                 let from = self.unit_of(&args[0])?;
-                let factor = crate::units::factor(&from, to).map_err(|m| {
-                    Error::at(ErrorKind::Semantic, e.span, format!("IN_UNIT: {m}"))
-                })?;
+                let factor = crate::units::factor(&from, to)
+                    .map_err(|m| Error::at(ErrorKind::Semantic, e.span, format!("IN_UNIT: {m}")))?;
                 let x = self.scalar(&args[0])?;
                 Ok(Val::Sql(format!("(CAST({x} AS DOUBLE) * {factor:?})")))
             }
@@ -1185,14 +1268,25 @@ impl<'a> Translator<'a> {
                     _ => (None, &b),
                 };
                 Ok(Val::Sql(match (p, r) {
-                    (Some(Geo::Point { ra, dec }), Geo::Circle { ra: cra, dec: cdec, r }) => {
+                    (
+                        Some(Geo::Point { ra, dec }),
+                        Geo::Circle {
+                            ra: cra,
+                            dec: cdec,
+                            r,
+                        },
+                    ) => {
                         format!("adql_point_in_circle({ra}, {dec}, {cra}, {cdec}, {r})")
                     }
                     (Some(Geo::Point { ra, dec }), poly @ Geo::Polygon(_)) => {
                         format!("adql_point_in_polygon({ra}, {dec}, {})", poly.value_sql())
                     }
                     _ => {
-                        let f = if contains { "adql_contains" } else { "adql_intersects" };
+                        let f = if contains {
+                            "adql_contains"
+                        } else {
+                            "adql_intersects"
+                        };
                         format!("{f}({}, {})", a.value_sql(), b.value_sql())
                     }
                 }))
@@ -1323,7 +1417,10 @@ impl<'a> Translator<'a> {
             Some(_) => Err(Error::at(
                 ErrorKind::Semantic,
                 e.span,
-                format!("IN_UNIT: column {} has different units in the tables read", col.name),
+                format!(
+                    "IN_UNIT: column {} has different units in the tables read",
+                    col.name
+                ),
             )),
             None => Err(Error::at(
                 ErrorKind::Semantic,
@@ -1396,7 +1493,12 @@ impl<'a> Translator<'a> {
             }
             "BOX" => {
                 if args.len() != 4 {
-                    return Err(arg_count(e, "BOX", "[coordsys,] ra, dec, width, height", args.len()));
+                    return Err(arg_count(
+                        e,
+                        "BOX",
+                        "[coordsys,] ra, dec, width, height",
+                        args.len(),
+                    ));
                 }
                 let mut a = Vec::new();
                 for x in args {
@@ -1408,7 +1510,10 @@ impl<'a> Translator<'a> {
                     return Err(Error::at(
                         ErrorKind::Geometry,
                         e.span,
-                        format!("BOX width and height must be positive and smaller than 360° and 180° (got {} and {})", v[2], v[3]),
+                        format!(
+                            "BOX width and height must be positive and smaller than 360° and 180° (got {} and {})",
+                            v[2], v[3]
+                        ),
                     ));
                 }
                 Geo::Value {
@@ -1431,7 +1536,7 @@ impl<'a> Translator<'a> {
                         }
                     }
                 } else {
-                    if args.len() < 6 || args.len() % 2 != 0 {
+                    if args.len() < 6 || !args.len().is_multiple_of(2) {
                         return Err(Error::at(
                             ErrorKind::Geometry,
                             e.span,
@@ -1488,7 +1593,10 @@ fn arg_count(e: &Expr, f: &str, form: &str, n: usize) -> Error {
     Error::at(
         ErrorKind::Semantic,
         e.span,
-        format!("{f}({form}) called with {n} argument{}", if n == 1 { "" } else { "s" }),
+        format!(
+            "{f}({form}) called with {n} argument{}",
+            if n == 1 { "" } else { "s" }
+        ),
     )
 }
 

@@ -103,7 +103,8 @@ fn term(t: &str, unit: &str) -> Result<(f64, Dim), String> {
         pow.parse()
             .map_err(|_| format!("cannot read the power in unit '{unit}'"))?
     };
-    let (f, d) = symbol(base).ok_or_else(|| format!("unit '{unit}' is not supported (unknown symbol '{base}')"))?;
+    let (f, d) = symbol(base)
+        .ok_or_else(|| format!("unit '{unit}' is not supported (unknown symbol '{base}')"))?;
     Ok((f.powi(pow), d.map(|x| x * pow)))
 }
 
@@ -139,7 +140,9 @@ pub(crate) fn factor(from: &str, to: &str) -> Result<f64, String> {
     let (ff, fd) = parse(from)?;
     let (tf, td) = parse(to)?;
     if fd != td {
-        return Err(format!("cannot convert '{from}' to '{to}': the units measure different quantities"));
+        return Err(format!(
+            "cannot convert '{from}' to '{to}': the units measure different quantities"
+        ));
     }
     Ok(ff / tf)
 }
@@ -156,7 +159,10 @@ mod tests {
     fn angles_times_and_composites() {
         assert!(close(factor("mas", "arcsec").unwrap(), 1e-3));
         assert!(close(factor("deg", "arcmin").unwrap(), 60.0));
-        assert!(close(factor("rad", "deg").unwrap(), 180.0 / std::f64::consts::PI));
+        assert!(close(
+            factor("rad", "deg").unwrap(),
+            180.0 / std::f64::consts::PI
+        ));
         assert!(close(factor("mas/yr", "arcsec/a").unwrap(), 1e-3));
         assert!(close(factor("km/s", "m/s").unwrap(), 1e3));
         assert!(close(factor("kpc", "pc").unwrap(), 1e3));
@@ -167,7 +173,11 @@ mod tests {
 
     #[test]
     fn incompatible_and_unknown_units_are_errors() {
-        assert!(factor("mas", "km").unwrap_err().contains("different quantities"));
+        assert!(
+            factor("mas", "km")
+                .unwrap_err()
+                .contains("different quantities")
+        );
         assert!(factor("mag", "Jy").is_err());
         assert!(factor("furlong", "m").unwrap_err().contains("furlong"));
     }

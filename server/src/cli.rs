@@ -1,6 +1,6 @@
 //! Command-line interface. Every flag has a long name, an environment variable where it makes
 //! sense, a default, and a doc comment that is its `--help` text.
-#![allow(clippy::print_stdout)] // The CLI's output is its product.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // The CLI's output is its product.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -220,7 +220,8 @@ pub struct QueryFailed {
 fn query(a: QueryArgs) -> anyhow::Result<()> {
     let adql = if a.adql == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the query from stdin")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading the query from stdin")?;
         s
     } else {
         a.adql.clone()
@@ -257,7 +258,10 @@ fn query(a: QueryArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("opening data root {data}"))?;
         if a.explain {
-            println!("{}", engine.translate(&adql, &limits.parse).map_err(failed)?);
+            println!(
+                "{}",
+                engine.translate(&adql, &limits.parse).map_err(failed)?
+            );
             return Ok(());
         }
         let result = engine.query(&adql, &limits).await.map_err(failed)?;

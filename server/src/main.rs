@@ -34,7 +34,9 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // A rejected query is the user's answer, not a service failure: no log line.
-            if e.downcast_ref::<tessera_server::cli::QueryFailed>().is_none() {
+            if e.downcast_ref::<tessera_server::cli::QueryFailed>()
+                .is_none()
+            {
                 tracing::error!("{e:#}");
             }
             // Also on stderr without log decoration, for scripts.

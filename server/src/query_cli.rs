@@ -180,14 +180,22 @@ pub fn print(
                     .trim_end()
                     .to_string()
             };
-            writeln!(out, "{}", line(names.iter().map(|s| s.to_string()).collect()))?;
+            writeln!(
+                out,
+                "{}",
+                line(names.iter().map(|s| s.to_string()).collect())
+            )?;
             let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
             writeln!(out, "{}", rule.join("-+-"))?;
             for r in &rows {
                 writeln!(
                     out,
                     "{}",
-                    line(r.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect())
+                    line(
+                        r.iter()
+                            .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                            .collect()
+                    )
                 )?;
             }
             let n = rows.len();
@@ -195,7 +203,11 @@ pub fn print(
                 out,
                 "({n} row{}{})",
                 if n == 1 { "" } else { "s" },
-                if overflow { ", more rows exist: raise --max-rows" } else { "" }
+                if overflow {
+                    ", more rows exist: raise --max-rows"
+                } else {
+                    ""
+                }
             )?;
         }
     }

@@ -282,7 +282,11 @@ fn query_answers_in_every_format_and_check_lints_without_data() {
     assert!(table.contains("32349"), "Sirius is HIP 32349:\n{table}");
     assert!(table.contains("(3 rows)"), "{table}");
 
-    let csv = run_ok(tessera().current_dir(dir.path()).args(["query", "--format", "csv", sirius]));
+    let csv = run_ok(
+        tessera()
+            .current_dir(dir.path())
+            .args(["query", "--format", "csv", sirius]),
+    );
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "HIP,ra,dec");
     assert_eq!(lines.len(), 4, "{csv}");
@@ -294,8 +298,14 @@ fn query_answers_in_every_format_and_check_lints_without_data() {
         "json",
         "SELECT TOP 1 POINT(ra, dec) AS p, Plx FROM hipparcos.hip2 WHERE hip = 32349",
     ]));
-    assert!(json.contains("\"name\": \"p\"") && json.contains("\"xtype\": \"point\""), "{json}");
-    assert!(json.contains("\"unit\": \"mas\"") && json.contains("[101.28"), "{json}");
+    assert!(
+        json.contains("\"name\": \"p\"") && json.contains("\"xtype\": \"point\""),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"unit\": \"mas\"") && json.contains("[101.28"),
+        "{json}"
+    );
     assert!(json.contains("\"overflow\": false"), "{json}");
 
     // --max-rows reports the cut.
@@ -315,7 +325,10 @@ fn query_answers_in_every_format_and_check_lints_without_data() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown_column") && err.contains("Hpmag"), "{err}");
+    assert!(
+        err.contains("unknown_column") && err.contains("Hpmag"),
+        "{err}"
+    );
     assert!(err.contains("line 1, column 14"), "{err}");
 
     // --check needs no data at all.
@@ -334,5 +347,8 @@ fn query_answers_in_every_format_and_check_lints_without_data() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("syntax") && err.contains("line 2"), "{err}");
-    assert!(!empty.path().join("tessera-data").exists(), "--check must not build data");
+    assert!(
+        !empty.path().join("tessera-data").exists(),
+        "--check must not build data"
+    );
 }

@@ -37,7 +37,9 @@ fn root() -> &'static std::path::Path {
 }
 
 async fn engine() -> Engine {
-    Engine::open(Location::local(root()).unwrap()).await.unwrap()
+    Engine::open(Location::local(root()).unwrap())
+        .await
+        .unwrap()
 }
 
 async fn rows(e: &Engine, q: &str, limits: &Limits) -> (usize, bool) {
@@ -58,7 +60,10 @@ async fn max_rows_cuts_the_result_and_reports_overflow() {
         max_rows: Some(1000),
         ..Default::default()
     };
-    assert_eq!(rows(&e, "SELECT hip FROM hipparcos.hip2", &limited).await, (1000, true));
+    assert_eq!(
+        rows(&e, "SELECT hip FROM hipparcos.hip2", &limited).await,
+        (1000, true)
+    );
     // Exactly at the limit is not an overflow.
     let q = "SELECT TOP 1000 hip FROM hipparcos.hip2";
     assert_eq!(rows(&e, q, &limited).await, (1000, false));
@@ -70,7 +75,8 @@ async fn max_rows_cuts_the_result_and_reports_overflow() {
 async fn a_query_over_its_time_limit_ends_with_a_timeout_error() {
     let e = engine().await;
     // 118k × 118k pairs: hours of work without the limit.
-    let q = "SELECT COUNT(*) FROM hipparcos.hip2 AS a, hipparcos.hip2 AS b WHERE a.Plx + b.Plx > 1e9";
+    let q =
+        "SELECT COUNT(*) FROM hipparcos.hip2 AS a, hipparcos.hip2 AS b WHERE a.Plx + b.Plx > 1e9";
     let limits = Limits {
         timeout: Some(Duration::from_millis(500)),
         ..Default::default()
@@ -82,15 +88,29 @@ async fn a_query_over_its_time_limit_ends_with_a_timeout_error() {
     };
     let err = res.expect_err("the cross join cannot finish in 0.5 s");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
     // The engine is still usable afterwards.
-    assert_eq!(rows(&e, "SELECT TOP 3 hip FROM hipparcos.hip2", &Limits::default()).await.0, 3);
+    assert_eq!(
+        rows(
+            &e,
+            "SELECT TOP 3 hip FROM hipparcos.hip2",
+            &Limits::default()
+        )
+        .await
+        .0,
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_result_stream_cancels_the_work() {
     let e = engine().await;
-    let q = "SELECT a.hip, b.hip FROM hipparcos.hip2 AS a, hipparcos.hip2 AS b WHERE a.Plx - b.Plx > 0";
+    let q =
+        "SELECT a.hip, b.hip FROM hipparcos.hip2 AS a, hipparcos.hip2 AS b WHERE a.Plx - b.Plx > 0";
     let mut r = e.query(q, &Limits::default()).await.unwrap();
     let first = r.next().await.expect("a first batch").unwrap();
     assert!(first.num_rows() > 0);
@@ -99,7 +119,11 @@ async fn dropping_the_result_stream_cancels_the_work() {
     let t = Instant::now();
     let (n, _) = rows(&e, "SELECT hip FROM hipparcos.hip2", &Limits::default()).await;
     assert_eq!(n, 117_955);
-    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,28 +131,48 @@ async fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let e = engine().await;
     let limits = Limits::default();
     for q in [
-        format!("SELECT {}1{} FROM hipparcos.hip2", "(".repeat(100_000), ")".repeat(100_000)),
-        format!("SELECT hip FROM hipparcos.hip2 WHERE {} hip = 1", "NOT ".repeat(100_000)),
+        format!(
+            "SELECT {}1{} FROM hipparcos.hip2",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        ),
+        format!(
+            "SELECT hip FROM hipparcos.hip2 WHERE {} hip = 1",
+            "NOT ".repeat(100_000)
+        ),
         format!(
             "SELECT hip FROM hipparcos.hip2 WHERE hip IN {}",
             "(SELECT hip FROM hipparcos.hip2 WHERE hip IN ".repeat(10_000)
         ),
-        format!("SELECT {} FROM hipparcos.hip2", vec!["hip"; 200_000].join(" + ")),
+        format!(
+            "SELECT {} FROM hipparcos.hip2",
+            vec!["hip"; 200_000].join(" + ")
+        ),
     ] {
         let err = e.query(&q, &limits).await.expect_err("too deep");
         assert_eq!(err.kind(), ErrorKind::Limit, "{err}");
     }
     // Long flat chains that build balanced trees are fine: 20k ORs.
     let ors: Vec<String> = (1..=20_000).map(|i| format!("hip = {i}")).collect();
-    let q = format!("SELECT COUNT(*) AS n FROM hipparcos.hip2 WHERE {}", ors.join(" OR "));
+    let q = format!(
+        "SELECT COUNT(*) AS n FROM hipparcos.hip2 WHERE {}",
+        ors.join(" OR ")
+    );
     let (batches, _) = e.query(&q, &limits).await.unwrap().collect().await.unwrap();
     let n = batches[0].column(0).as_primitive::<Int64Type>().value(0);
     // hip2 has 117,955 of the 118,218 HIP numbers; 1..=20000 are nearly all present.
     assert!((19_900..=20_000).contains(&n), "{n}");
     // Near the nesting limit, but under it: translated and planned.
-    let q = format!("SELECT {}hip{} AS x FROM hipparcos.hip2 WHERE hip = 1", "(".repeat(60), ")".repeat(60));
+    let q = format!(
+        "SELECT {}hip{} AS x FROM hipparcos.hip2 WHERE hip = 1",
+        "(".repeat(60),
+        ")".repeat(60)
+    );
     assert_eq!(rows(&e, &q, &limits).await.0, 1);
-    let q = format!("SELECT TOP 1 {} AS x FROM hipparcos.hip2", vec!["hip"; 900].join(" + "));
+    let q = format!(
+        "SELECT TOP 1 {} AS x FROM hipparcos.hip2",
+        vec!["hip"; 900].join(" + ")
+    );
     assert_eq!(rows(&e, &q, &limits).await.0, 1);
     // Length limit.
     let small = Limits {
@@ -138,15 +182,27 @@ async fn deep_nesting_is_an_error_not_a_stack_overflow() {
         },
         ..Default::default()
     };
-    let q = format!("SELECT hip FROM hipparcos.hip2 WHERE {}", ors[..20].join(" OR "));
-    assert_eq!(e.query(&q, &small).await.unwrap_err().kind(), ErrorKind::Limit);
+    let q = format!(
+        "SELECT hip FROM hipparcos.hip2 WHERE {}",
+        ors[..20].join(" OR ")
+    );
+    assert_eq!(
+        e.query(&q, &small).await.unwrap_err().kind(),
+        ErrorKind::Limit
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sirius_cone_equals_brute_force() {
     let e = engine().await;
     let q = "SELECT TOP 5 hip, ra, dec FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 101.287, -16.716, 1))";
-    let (batches, _) = e.query(q, &Limits::default()).await.unwrap().collect().await.unwrap();
+    let (batches, _) = e
+        .query(q, &Limits::default())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let mut got: Vec<i64> = Vec::new();
     for b in &batches {
         let hip = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).unwrap();
@@ -155,7 +211,13 @@ async fn the_sirius_cone_equals_brute_force() {
     got.sort();
     // Brute force over every row, with plain haversine math.
     let all = "SELECT hip, ra, dec FROM hipparcos.hip2";
-    let (batches, _) = e.query(all, &Limits::default()).await.unwrap().collect().await.unwrap();
+    let (batches, _) = e
+        .query(all, &Limits::default())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let (c_ra, c_dec) = (101.287f64.to_radians(), (-16.716f64).to_radians());
     let mut want = Vec::new();
     for b in &batches {
@@ -178,6 +240,10 @@ async fn the_sirius_cone_equals_brute_force() {
     }
     want.sort();
     assert!(want.contains(&32349), "Sirius (HIP 32349) is in the cone");
-    assert!(want.len() <= 5, "the cone holds {} stars; TOP 5 would cut", want.len());
+    assert!(
+        want.len() <= 5,
+        "the cone holds {} stars; TOP 5 would cut",
+        want.len()
+    );
     assert_eq!(got, want);
 }
