@@ -1504,17 +1504,9 @@ impl<'a> Translator<'a> {
                 for x in args {
                     a.push(self.scalar(x)?);
                 }
-                if let Some(v) = &lits
-                    && (v[2] <= 0.0 || v[3] <= 0.0 || v[2] >= 360.0 || v[3] >= 180.0)
-                {
-                    return Err(Error::at(
-                        ErrorKind::Geometry,
-                        e.span,
-                        format!(
-                            "BOX width and height must be positive and smaller than 360° and 180° (got {} and {})",
-                            v[2], v[3]
-                        ),
-                    ));
+                if let Some(v) = &lits {
+                    crate::geom::validate_box(v[0], v[1], v[2], v[3])
+                        .map_err(|m| Error::at(ErrorKind::Geometry, e.span, m))?;
                 }
                 Geo::Value {
                     sql: format!("adql_box({})", a.join(", ")),
