@@ -693,6 +693,7 @@ pub enum Shape<'a> {
 
 /// An owned region.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // Regions are built one at a time; boxing would allocate.
 pub enum Region {
     /// A point.
     Point(Point),
