@@ -15,6 +15,7 @@ pub mod adql;
 mod error;
 mod functions;
 pub mod geom;
+mod hats;
 mod query;
 mod session;
 mod tap_schema;
@@ -50,6 +51,8 @@ pub struct CatalogInfo {
     pub rows: u64,
     /// Number of partitions.
     pub partitions: usize,
+    /// The partitions, in `partition_info.csv` order.
+    pub pixels: Vec<Pixel>,
     /// Partitions per order, `(order, count)`, ascending.
     pub orders: Vec<(u8, usize)>,
     /// Columns, in order.
@@ -75,6 +78,7 @@ impl CatalogInfo {
             table: table.to_string(),
             rows: c.nrows().unwrap_or(0),
             partitions: c.partitions.len(),
+            pixels: c.partitions.clone(),
             orders,
             columns: c
                 .schema

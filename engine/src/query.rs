@@ -95,12 +95,12 @@ impl Engine {
     /// Opens the data root.
     pub async fn open(root: Location) -> Result<Engine> {
         let archive = Archive::open(root).await?;
-        Engine::from_archive(archive)
+        Engine::from_archive(archive).await
     }
 
     /// The engine over an already opened archive.
-    pub fn from_archive(archive: Archive) -> Result<Engine> {
-        let session = Session::new(archive.catalogs())?;
+    pub async fn from_archive(archive: Archive) -> Result<Engine> {
+        let session = Session::new(archive.catalogs()).await?;
         Ok(Engine {
             archive: Arc::new(archive),
             session: Arc::new(session),

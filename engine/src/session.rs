@@ -9,11 +9,8 @@ use std::sync::Arc;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -21,6 +18,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::hats::HatsTable;
 use crate::translate::{ExposedTable, Translation, did_you_mean, nearest};
 use crate::{CatalogInfo, tap_schema};
 
@@ -47,7 +45,7 @@ fn internal(e: impl std::fmt::Display) -> Error {
 }
 
 impl Session {
-    pub(crate) fn new(catalogs: &[CatalogInfo]) -> Result<Session> {
+    pub(crate) async fn new(catalogs: &[CatalogInfo]) -> Result<Session> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut config = SessionConfig::new()
             .with_information_schema(false)
@@ -104,15 +102,6 @@ impl Session {
             let base = format!("tessera://c{i}");
             let url = url::Url::parse(&base).map_err(internal)?;
             ctx.register_object_store(&url, c.location.store.clone());
-            let prefix = c.location.prefix.as_ref();
-            let path = if prefix.is_empty() {
-                format!("{base}/dataset/")
-            } else {
-                format!("{base}/{prefix}/dataset/")
-            };
-            let table_url = ListingTableUrl::parse(&path).map_err(internal)?;
-            let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
             let schema = Arc::new(arrow::datatypes::Schema::new(
                 c.columns
                     .iter()
@@ -122,10 +111,8 @@ impl Session {
                     })
                     .collect::<Vec<_>>(),
             ));
-            let cfg = ListingTableConfig::new(table_url)
-                .with_listing_options(opts)
-                .with_schema(schema);
-            let table = ListingTable::try_new(cfg).map_err(internal)?;
+            let store_url = ObjectStoreUrl::parse(&base).map_err(internal)?;
+            let table = HatsTable::open(c, store_url, schema).await?;
             ctx.register_table(
                 TableReference::partial(c.schema.as_str(), c.table.as_str()),
                 Arc::new(table),
