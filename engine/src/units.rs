@@ -88,7 +88,7 @@ fn symbol(s: &str) -> Option<(f64, Dim)> {
 
 fn term(t: &str, unit: &str) -> Result<(f64, Dim), String> {
     let t = t.trim();
-    let (base, pow) = if let Some((b, p)) = t.split_once("**") {
+    let (base, pow) = if let Some((b, p)) = t.split_once('^') {
         (b, p.trim_matches(|c| c == '(' || c == ')'))
     } else {
         let i = t
@@ -109,7 +109,9 @@ fn term(t: &str, unit: &str) -> Result<(f64, Dim), String> {
 }
 
 fn parse(unit: &str) -> Result<(f64, Dim), String> {
-    let u = unit.trim();
+    // `**` (and `^`) mark a power; normalise before splitting products on `*`.
+    let normalised = unit.trim().replace("**", "^");
+    let u = normalised.as_str();
     let (num, den) = match u.split_once('/') {
         Some((n, d)) => (n, Some(d)),
         None => (u, None),
