@@ -23,7 +23,7 @@ mod translate;
 mod units;
 
 pub use error::{Error, ErrorKind, Result};
-pub use query::{Engine, FunctionDecl, Limits, QueryResult};
+pub use query::{Engine, EngineOptions, FunctionDecl, Limits, QueryResult};
 
 /// A column as the archive exposes it.
 #[derive(Debug, Clone)]

@@ -31,6 +31,16 @@ pub struct Limits {
     pub parse: ParseLimits,
 }
 
+/// How the engine runs, for all its queries.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Bytes of memory all running queries may hold together (sorts, aggregates and joins
+    /// spill to disk beyond their share); `None` for no limit.
+    pub memory_limit: Option<usize>,
+    /// Where spill files go (default: the system temp directory).
+    pub spill_dir: Option<std::path::PathBuf>,
+}
+
 /// A function the service offers beyond ADQL's core, for TAP capabilities.
 #[derive(Debug, Clone)]
 pub struct FunctionDecl {
@@ -92,15 +102,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the data root.
+    /// Opens the data root with default options (no memory limit).
     pub async fn open(root: Location) -> Result<Engine> {
+        Engine::open_with(root, &EngineOptions::default()).await
+    }
+
+    /// Opens the data root.
+    pub async fn open_with(root: Location, opts: &EngineOptions) -> Result<Engine> {
         let archive = Archive::open(root).await?;
-        Engine::from_archive(archive).await
+        Engine::from_archive(archive, opts).await
     }
 
     /// The engine over an already opened archive.
-    pub async fn from_archive(archive: Archive) -> Result<Engine> {
-        let session = Session::new(archive.catalogs()).await?;
+    pub async fn from_archive(archive: Archive, opts: &EngineOptions) -> Result<Engine> {
+        let session = Session::new(archive.catalogs(), opts).await?;
         Ok(Engine {
             archive: Arc::new(archive),
             session: Arc::new(session),

@@ -4,13 +4,16 @@
 //! The session has no information_schema, no default tables, and the SQL it plans comes only
 //! from [`crate::translate`], so a query can reach nothing but the registered tables.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -20,7 +23,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hats::HatsTable;
 use crate::translate::{ExposedTable, Translation, did_you_mean, nearest};
-use crate::{CatalogInfo, tap_schema};
+use crate::{CatalogInfo, EngineOptions, tap_schema};
 
 /// Nesting the generated SQL may reach: the ADQL tree's height cap (1000) times the
 /// parentheses the translator adds per level, with margin.
@@ -45,7 +48,7 @@ fn internal(e: impl std::fmt::Display) -> Error {
 }
 
 impl Session {
-    pub(crate) async fn new(catalogs: &[CatalogInfo]) -> Result<Session> {
+    pub(crate) async fn new(catalogs: &[CatalogInfo], opts: &EngineOptions) -> Result<Session> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut config = SessionConfig::new()
             .with_information_schema(false)
@@ -54,7 +57,25 @@ impl Session {
             .with_create_default_catalog_and_schema(true);
         config.options_mut().sql_parser.enable_ident_normalization = false;
         config.options_mut().execution.parquet.pushdown_filters = false;
-        let ctx = SessionContext::new_with_config(config);
+        // One memory pool for every query of the process: sorts, aggregates and joins that
+        // can spill share it fairly and spill to disk; what cannot fit fails with
+        // "Resources exhausted" (mapped to ErrorKind::Limit) while other queries go on.
+        let mut rt = RuntimeEnvBuilder::new();
+        if let Some(limit) = opts.memory_limit {
+            // Each sort reserves room for its merge up front (10 MB by default): keep that
+            // a small share of the pool so sorts spill rather than fail.
+            let exec = &mut config.options_mut().execution;
+            exec.sort_spill_reservation_bytes = exec.sort_spill_reservation_bytes.min(limit / 16);
+            let pool = TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                NonZeroUsize::new(5).expect("5 > 0"),
+            );
+            rt = rt.with_memory_pool(Arc::new(pool));
+        }
+        if let Some(dir) = &opts.spill_dir {
+            rt = rt.with_temp_file_path(dir.clone());
+        }
+        let ctx = SessionContext::new_with_config_rt(config, rt.build_arc().map_err(internal)?);
         for udf in crate::geom::udfs()
             .into_iter()
             .chain(crate::functions::udfs())
@@ -189,7 +210,10 @@ pub(crate) fn map_error(e: DataFusionError, t: &Translation) -> Error {
         );
     }
     if msg.contains("Resources exhausted") {
-        return Error::query(ErrorKind::Limit, msg);
+        return Error::query(
+            ErrorKind::Limit,
+            format!("the query needs more memory than the engine's memory limit allows: {msg}"),
+        );
     }
     if msg.contains("Object Store error")
         || msg.contains("IO error")
