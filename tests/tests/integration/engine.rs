@@ -88,8 +88,11 @@ async fn a_query_over_its_time_limit_ends_with_a_timeout_error() {
     };
     let err = res.expect_err("the cross join cannot finish in 0.5 s");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    // A liveness bound, not a speed figure: DataFusion's compute shares the caller's runtime,
+    // so on a saturated machine the deadline is noticed late (10 s seen under parallel tests),
+    // but the cross join alone would run for hours.
     assert!(
-        t.elapsed() < Duration::from_secs(10),
+        t.elapsed() < Duration::from_secs(120),
         "took {:?}",
         t.elapsed()
     );
