@@ -1008,6 +1008,9 @@ impl<'a> Translator<'a> {
                 }
             }
             ExprKind::Binary { op, left, right } => {
+                if let Some(sql) = self.distance_bound(*op, left, right)? {
+                    return Ok(Val::Sql(sql));
+                }
                 let l = self.scalar(left)?;
                 let r = self.scalar(right)?;
                 let o = match op {
@@ -1393,6 +1396,76 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// `DISTANCE(p, q) < r` (or `<=`, or `r > DISTANCE(…)`) with a literal radius: the exact
+    /// comparison AND-ed with the point-in-circle kernel, which spatial pruning recognises
+    /// and which rejects most rows cheaply. The point made of column references goes first.
+    fn distance_bound(
+        &mut self,
+        op: BinaryOp,
+        left: &Expr,
+        right: &Expr,
+    ) -> Result<Option<String>> {
+        let (dist, radius, o) = match op {
+            BinaryOp::Lt | BinaryOp::LtEq => {
+                (left, right, if op == BinaryOp::Lt { "<" } else { "<=" })
+            }
+            BinaryOp::Gt | BinaryOp::GtEq => {
+                (right, left, if op == BinaryOp::Gt { "<" } else { "<=" })
+            }
+            _ => return Ok(None),
+        };
+        let mut d = dist;
+        while let ExprKind::Nested(x) = &d.kind {
+            d = x;
+        }
+        let ExprKind::Function { name, args, .. } = &d.kind else {
+            return Ok(None);
+        };
+        if !name.name.eq_ignore_ascii_case("DISTANCE")
+            || !literal_f64(radius).is_some_and(|r| (0.0..=180.0).contains(&r))
+        {
+            return Ok(None);
+        }
+        let points: Vec<(String, String, bool)> = match args.len() {
+            4 => vec![
+                (
+                    self.scalar(&args[0])?,
+                    self.scalar(&args[1])?,
+                    is_column(&args[0]),
+                ),
+                (
+                    self.scalar(&args[2])?,
+                    self.scalar(&args[3])?,
+                    is_column(&args[2]),
+                ),
+            ],
+            2 => {
+                let mut v = Vec::new();
+                for a in args {
+                    match self.geo(a)? {
+                        Geo::Point { ra, dec } => {
+                            let col = matches!(&a.kind, ExprKind::Function { args, .. } if args.iter().any(is_column));
+                            v.push((ra, dec, col));
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                v
+            }
+            _ => return Ok(None),
+        };
+        let (p, q) = if !points[0].2 && points[1].2 {
+            (&points[1], &points[0])
+        } else {
+            (&points[0], &points[1])
+        };
+        let r = self.scalar(radius)?;
+        Ok(Some(format!(
+            "(adql_point_in_circle({}, {}, {}, {}, {r}) = 1 AND adql_distance({}, {}, {}, {}) {o} {r})",
+            p.0, p.1, q.0, q.1, p.0, p.1, q.0, q.1
+        )))
+    }
+
     /// The unit of a column reference, for IN_UNIT.
     fn unit_of(&self, e: &Expr) -> Result<String> {
         let inner = match &e.kind {
@@ -1578,6 +1651,14 @@ impl<'a> Translator<'a> {
                 Ok(Geo::Value { sql: s, kind: None })
             }
         }
+    }
+}
+
+fn is_column(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Column(_) => true,
+        ExprKind::Nested(x) => is_column(x),
+        _ => false,
     }
 }
 

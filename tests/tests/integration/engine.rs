@@ -422,3 +422,31 @@ async fn memory_limit_fails_what_cannot_fit_and_keeps_serving() {
         3
     );
 }
+
+/// `DISTANCE(…) < r` is pruned like CONTAINS and gives the same rows, in every spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distance_bounds_equal_contains() {
+    let e = engine().await;
+    for (ra, dec, r) in [(101.287, -16.716, 1.0), (0.5, 89.0, 3.0), (359.5, 0.0, 2.0)] {
+        let want = hips(&e, &format!("SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE({ra}, {dec}, {r}))")).await;
+        assert!(!want.is_empty());
+        for cond in [
+            format!("DISTANCE(POINT(ra, dec), POINT({ra}, {dec})) < {r}"),
+            format!("DISTANCE(POINT({ra}, {dec}), POINT(ra, dec)) <= {r}"),
+            format!("{r} > DISTANCE(ra, dec, {ra}, {dec})"),
+            format!("(DISTANCE(POINT(ra, dec), POINT({ra}, {dec}))) < {r} OR hip < 0"),
+        ] {
+            let got = hips(&e, &format!("SELECT hip FROM hipparcos.hip2 WHERE {cond}")).await;
+            assert_eq!(got, want, "{cond}");
+        }
+    }
+    // Out-of-range radii keep the plain comparison's meaning.
+    assert!(
+        hips(
+            &e,
+            "SELECT hip FROM hipparcos.hip2 WHERE DISTANCE(ra, dec, 0, 0) < -1"
+        )
+        .await
+        .is_empty()
+    );
+}
