@@ -140,6 +140,38 @@ impl Engine {
         Ok(translate(&q, &self.session.tables)?.sql)
     }
 
+    /// Runs a query under DataFusion's EXPLAIN ANALYZE and returns the physical plan with its
+    /// metrics: the leaves each scan read (`file_groups`), row groups pruned by statistics
+    /// and by the `_healpix_29` ranges, pages and rows pruned by the page index, rows output.
+    pub async fn explain_analyze(&self, adql: &str, limits: &Limits) -> Result<String> {
+        let q = crate::adql::parse(adql, &limits.parse)?;
+        let mut t = translate(&q, &self.session.tables)?;
+        t.sql = format!("EXPLAIN ANALYZE {}", t.sql);
+        let plan = self.session.plan(&t).await?;
+        let df = self
+            .session
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| map_error(e, &t))?;
+        let batches = df.collect().await.map_err(|e| map_error(e, &t))?;
+        let mut out = String::new();
+        for b in &batches {
+            let col = b.num_columns().saturating_sub(1);
+            let plans = arrow::compute::cast(b.column(col), &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| Error::query(ErrorKind::Internal, e.to_string()))?;
+            let plans = plans
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or_else(|| Error::query(ErrorKind::Internal, "EXPLAIN gave no text"))?;
+            for p in plans.iter().flatten() {
+                out.push_str(p);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
     /// Parses, translates and plans a query without running it.
     pub async fn plan(&self, adql: &str, limits: &Limits) -> Result<LogicalPlan> {
         Ok(self.prepare(adql, limits).await?.0)

@@ -174,6 +174,10 @@ pub struct QueryArgs {
     /// Print the SQL the query translates to instead of running it.
     #[arg(long)]
     pub explain: bool,
+    /// Run the query and print DataFusion's plan with its metrics (partitions read, row
+    /// groups and pages pruned, rows) instead of the rows.
+    #[arg(long)]
+    pub analyze: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -257,6 +261,16 @@ fn query(a: QueryArgs) -> anyhow::Result<()> {
         let engine = tessera_engine::Engine::open(root)
             .await
             .with_context(|| format!("opening data root {data}"))?;
+        if a.analyze {
+            print!(
+                "{}",
+                engine
+                    .explain_analyze(&adql, &limits)
+                    .await
+                    .map_err(failed)?
+            );
+            return Ok(());
+        }
         if a.explain {
             println!(
                 "{}",
