@@ -463,7 +463,7 @@ async fn explain_analyze_shows_partitions_and_row_groups_pruned() {
         .find(|l| l.contains("DataSourceExec"))
         .expect("a scan line");
     let mut leaves: Vec<&str> = scan
-        .split(|c| c == '[' || c == ',' || c == ' ')
+        .split(['[', ',', ' '])
         .filter(|s| s.contains("Npix="))
         .map(|s| s.split(':').next().unwrap())
         .collect();
