@@ -479,6 +479,7 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def markdown(res: dict) -> str:
+    systems = [(k, "DuckDB, sorted Parquet, no HEALPix prefilter" if k == "duckdb" and not res.get("duck_ranges", True) else t) for k, t in SYSTEMS]
     radii = res["radii_deg"]
     labels = [radius_label(r) for r in radii]
     warm = res["warm"]
@@ -492,7 +493,7 @@ def markdown(res: dict) -> str:
     head = "| system | " + " | ".join(f"{lb} p50 | {lb} p95" for lb in labels) + " | rows " + "/".join(labels) + " |"
     L.append(head)
     L.append("|---|" + "---:|---:|" * len(radii) + "---:|")
-    for key, title in SYSTEMS:
+    for key, title in systems:
         per = warm.get(key)
         if not per:
             continue
@@ -513,7 +514,7 @@ def markdown(res: dict) -> str:
         L.append("")
         L.append("| system | " + " | ".join(f"{lb} p50 | {lb} p95" for lb in labels) + " |")
         L.append("|---|" + "---:|---:|" * len(radii))
-        for key, title in SYSTEMS:
+        for key, title in systems:
             per = res["cold"].get(key)
             if not per:
                 continue
@@ -529,7 +530,7 @@ def markdown(res: dict) -> str:
     L.append("| baseline | " + " | ".join(labels) + " |")
     L.append("|---|" + "---:|" * len(radii))
     tess = warm.get("tessera", {})
-    for key, title in SYSTEMS:
+    for key, title in systems:
         if key in ("tessera", "tessera_plan") or key not in warm:
             continue
         cells = [ratio(tess.get(lb, {}).get("p50_ms"), warm[key].get(lb, {}).get("p50_ms")) for lb in labels]
@@ -672,6 +673,7 @@ def main() -> int:
 
     # ranges for DuckDB
     ranges_by_r: dict[float, list | None] = {}
+    res["duck_ranges"] = not args.no_duck_ranges
     if "duckdb" in systems:
         if args.no_duck_ranges:
             notes.append("DuckDB ran without the HEALPix range prefilter (--no-duck-ranges)")
