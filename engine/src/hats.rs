@@ -61,10 +61,11 @@ impl HatsTable {
         schema: SchemaRef,
     ) -> crate::Result<HatsTable> {
         let prefix = c.location.path("dataset");
-        let listed: Vec<object_store::ObjectMeta> = c
+        let listed: std::collections::HashMap<object_store::path::Path, u64> = c
             .location
             .store
             .list(Some(&prefix))
+            .map_ok(|m| (m.location, m.size))
             .try_collect()
             .await
             .map_err(|e| {
@@ -76,7 +77,7 @@ impl HatsTable {
         let mut leaves = Vec::with_capacity(c.pixels.len());
         for p in &c.pixels {
             let path = c.location.path(&p.leaf_path());
-            let Some(meta) = listed.iter().find(|m| m.location == path) else {
+            let Some(&size) = listed.get(&path) else {
                 return Err(crate::Error::query(
                     crate::ErrorKind::Storage,
                     format!(
@@ -88,7 +89,7 @@ impl HatsTable {
             };
             leaves.push(Leaf {
                 path: path.to_string(),
-                size: meta.size,
+                size,
                 range: p.range29(),
             });
         }
@@ -397,9 +398,10 @@ impl TableProvider for HatsTable {
         let mut sorted = leaves;
         sorted.sort_by_key(|l| std::cmp::Reverse(l.size));
         for l in sorted {
-            let g = groups.iter_mut().min_by_key(|g| g.0).expect("n ≥ 1");
-            g.0 += l.size;
-            g.1.push(PartitionedFile::new(l.path.clone(), l.size));
+            if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
+                g.0 += l.size;
+                g.1.push(PartitionedFile::new(l.path.clone(), l.size));
+            }
         }
         let groups: Vec<FileGroup> = groups
             .into_iter()

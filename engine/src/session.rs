@@ -97,7 +97,7 @@ impl Session {
         };
 
         add_schema(tap_schema::SCHEMA)?;
-        for t in tap_schema::build(catalogs) {
+        for t in tap_schema::build(catalogs).map_err(internal)? {
             let schema = t.batch.schema();
             let mem = MemTable::try_new(schema.clone(), vec![vec![t.batch]]).map_err(internal)?;
             ctx.register_table(

@@ -239,7 +239,7 @@ fn description(table: &str) -> &'static str {
 }
 
 /// Builds the five tables.
-pub(crate) fn build(catalogs: &[CatalogInfo]) -> Vec<TapTable> {
+pub(crate) fn build(catalogs: &[CatalogInfo]) -> Result<Vec<TapTable>, arrow::error::ArrowError> {
     let defs = tap_columns();
     let mut schema_rows: Vec<(String, String)> = Vec::new();
     let mut table_rows: Vec<(String, String, String)> = Vec::new();
@@ -373,8 +373,8 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Vec<TapTable> {
                 .map(|f| arrow::array::new_empty_array(f.data_type()))
                 .collect(),
         };
-        let batch = RecordBatch::try_new(schema, columns).expect("TAP_SCHEMA columns line up");
+        let batch = RecordBatch::try_new(schema, columns)?;
         out.push(TapTable { name, batch });
     }
-    out
+    Ok(out)
 }

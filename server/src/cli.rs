@@ -245,16 +245,7 @@ fn query(a: QueryArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = store_options(a.store.s3_endpoint, a.store.s3_region);
-    let data = match a.data {
-        Some(d) => d,
-        None => {
-            let root = PathBuf::from("tessera-data");
-            if crate::demo::ensure_demo(&root)? {
-                eprintln!("Built the demo archive in {}", root.display());
-            }
-            root.display().to_string()
-        }
-    };
+    let data = data_or_demo(a.data)?;
     let root = tessera_engine::Location::parse(&data, &store)?;
     let rt = runtime()?;
     rt.block_on(async move {
@@ -289,6 +280,21 @@ fn query(a: QueryArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The `--data` root, or the demo archive in ./tessera-data (built on first use; the note
+/// goes to stderr so that query output on stdout stays clean).
+fn data_or_demo(data: Option<String>) -> anyhow::Result<String> {
+    match data {
+        Some(d) => Ok(d),
+        None => {
+            let root = PathBuf::from("tessera-data");
+            if crate::demo::ensure_demo(&root)? {
+                eprintln!("Built the demo archive in {}", root.display());
+            }
+            Ok(root.display().to_string())
+        }
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,16 +304,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let store = store_options(a.store.s3_endpoint, a.store.s3_region);
-    let data = match a.data {
-        Some(d) => d,
-        None => {
-            let root = PathBuf::from("tessera-data");
-            if crate::demo::ensure_demo(&root)? {
-                println!("Built the demo archive in {}", root.display());
-            }
-            root.display().to_string()
-        }
-    };
+    let data = data_or_demo(a.data)?;
     let root = tessera_engine::Location::parse(&data, &store)?;
     let rt = runtime()?;
     rt.block_on(async move {
