@@ -105,6 +105,9 @@ pub struct LoadArgs {
     /// Rows per Parquet row group.
     #[arg(long, default_value_t = 65_536)]
     pub row_group_rows: usize,
+    /// Rows per Parquet data page at most (the page index prunes small cones to these).
+    #[arg(long, default_value_t = 1024)]
+    pub page_rows: usize,
     /// ZSTD compression level of the leaves (hats-import uses 15).
     #[arg(long, default_value_t = 3)]
     pub zstd_level: i32,
@@ -371,6 +374,7 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
         skip_bad_rows: a.skip_bad_rows,
         leaf: tessera_loader::LeafSettings {
             row_group_rows: a.row_group_rows,
+            page_rows: a.page_rows,
             zstd_level: a.zstd_level,
             sort_columns: a.sort_columns,
             legacy_properties: !a.no_legacy_properties,

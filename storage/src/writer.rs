@@ -46,6 +46,9 @@ pub struct LeafSettings {
     /// Rows per row group. Small enough that min/max statistics and the page index prune a
     /// cone to a few row groups.
     pub row_group_rows: usize,
+    /// Rows per data page at most (also bounded by 128 KiB). Small pages let the page index
+    /// confine a small cone to a few kilobytes per column.
+    pub page_rows: usize,
     /// ZSTD level (hats uses 15; lower levels write much faster for slightly larger files).
     pub zstd_level: i32,
     /// Secondary sort columns after `_healpix_29` (`hats_cols_sort`).
@@ -59,6 +62,7 @@ impl Default for LeafSettings {
     fn default() -> Self {
         LeafSettings {
             row_group_rows: 65_536,
+            page_rows: 1024,
             zstd_level: 3,
             sort_columns: Vec::new(),
             legacy_properties: true,
@@ -68,7 +72,7 @@ impl Default for LeafSettings {
 
 /// The writer properties for leaves of `schema` (which starts with `_healpix_29`): ZSTD,
 /// BYTE_STREAM_SPLIT floats, DELTA_BINARY_PACKED `_healpix_29`, dictionaries elsewhere,
-/// 128 KiB pages, page-level statistics and page index, `sorting_columns`, and VOParquet
+/// pages of at most 1024 rows and 128 KiB, page-level statistics and page index, `sorting_columns`, and VOParquet
 /// metadata.
 pub fn leaf_properties(
     schema: &Schema,
@@ -99,6 +103,8 @@ pub fn leaf_properties(
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(settings.row_group_rows.max(1)))
         .set_data_page_size_limit(128 * 1024)
+        .set_data_page_row_count_limit(settings.page_rows.max(1))
+        .set_write_batch_size(settings.page_rows.clamp(1, 1024))
         .set_dictionary_page_size_limit(128 * 1024)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting))
