@@ -5,7 +5,9 @@
 //! `SELECT <id>, ra, dec FROM <table> WHERE 1=CONTAINS(POINT('ICRS', ra, dec),
 //! CIRCLE('ICRS', <ra>, <dec>, <r>))` through `engine.query(..).await?.collect().await?`:
 //! one warm-up pass over all cones, then `--repeat N` timed passes. With `--plan-only` it
-//! times `engine.plan` (parse + translate + DataFusion logical plan) instead. With `--cold`
+//! times `engine.plan` (parse + translate + DataFusion logical plan) instead. With `--general`
+//! the engine sends every query through DataFusion (`EngineOptions::general_path_only`)
+//! instead of the small-cone fast path. With `--cold`
 //! every cone gets a freshly opened engine, then the OS page cache is dropped (`sync`, then
 //! `3 > /proc/sys/vm/drop_caches`: needs root), then the one query is timed (no warm-up).
 //!
@@ -13,7 +15,7 @@
 //!
 //! ```text
 //! cone_latency --root DIR --table SCHEMA.TABLE [--id COL] [--ra COL] [--dec COL]
-//!              (--cones FILE | --cone RA,DEC,R ...) [--repeat N] [--plan-only] [--no-warmup] [--cold]
+//!              (--cones FILE | --cone RA,DEC,R ...) [--repeat N] [--plan-only] [--general] [--no-warmup] [--cold]
 //! ```
 //!
 //! `FILE` has one cone per line, `ra dec radius` in degrees (whitespace- or comma-separated;
@@ -33,10 +35,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tessera_engine::{Engine, Limits, Location};
+use tessera_engine::{Engine, EngineOptions, Limits, Location};
 
 const USAGE: &str = "usage: cone_latency --root DIR --table SCHEMA.TABLE [--id COL] [--ra COL] [--dec COL] \
-(--cones FILE | --cone RA,DEC,R ...) [--repeat N] [--plan-only] [--no-warmup] [--cold]";
+(--cones FILE | --cone RA,DEC,R ...) [--repeat N] [--plan-only] [--general] [--no-warmup] [--cold]";
 
 struct Args {
     root: PathBuf,
@@ -47,6 +49,7 @@ struct Args {
     cones: Vec<(f64, f64, f64)>,
     repeat: usize,
     plan_only: bool,
+    general: bool,
     warmup: bool,
     cold: bool,
 }
@@ -87,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
     let mut cones = Vec::new();
     let mut repeat = 1usize;
     let mut plan_only = false;
+    let mut general = false;
     let mut warmup = true;
     let mut cold = false;
     let mut it = std::env::args().skip(1);
@@ -122,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--repeat: not a positive count: {v}"))?;
             }
             "--plan-only" => plan_only = true,
+            "--general" => general = true,
             "--no-warmup" => warmup = false,
             "--cold" => cold = true,
             "-h" | "--help" => {
@@ -155,6 +160,7 @@ fn parse_args() -> Result<Args, String> {
         cones,
         repeat,
         plan_only,
+        general,
         warmup,
         cold,
     })
@@ -203,7 +209,11 @@ async fn once(engine: &Engine, q: &str, limits: &Limits, plan_only: bool) -> Res
 
 async fn run(a: &Args) -> Result<String, String> {
     let root = Location::local(&a.root).map_err(|e| format!("{}: {e}", a.root.display()))?;
-    let engine = Engine::open(root)
+    let opts = EngineOptions {
+        general_path_only: a.general,
+        ..Default::default()
+    };
+    let engine = Engine::open_with(root, &opts)
         .await
         .map_err(|e| format!("opening {}: {e}", a.root.display()))?;
     let limits = Limits::default();
@@ -214,8 +224,9 @@ async fn run(a: &Args) -> Result<String, String> {
     if a.cold {
         drop(engine);
         for (i, q) in queries.iter().enumerate() {
-            let fresh = Engine::open(
+            let fresh = Engine::open_with(
                 Location::local(&a.root).map_err(|e| format!("{}: {e}", a.root.display()))?,
+                &opts,
             )
             .await
             .map_err(|e| format!("opening {}: {e}", a.root.display()))?;
@@ -268,13 +279,14 @@ fn report(a: &Args, rows: &[u64], times: &[Vec<f64>]) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "{{\"mode\":\"{}\",\"table\":\"{}\",\"cones\":{},\"repeat\":{},\"p50_ms\":{:.4},\"p95_ms\":{:.4},\"mean_ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"rows\":{},\"queries\":[",
+        "{{\"mode\":\"{}{}\",\"table\":\"{}\",\"cones\":{},\"repeat\":{},\"p50_ms\":{:.4},\"p95_ms\":{:.4},\"mean_ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"rows\":{},\"queries\":[",
         match (a.plan_only, a.cold) {
             (true, false) => "plan",
             (true, true) => "plan-cold",
             (false, false) => "query",
             (false, true) => "query-cold",
         },
+        if a.general { "-general" } else { "" },
         a.table,
         a.cones.len(),
         times.first().map_or(0, Vec::len),

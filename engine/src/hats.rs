@@ -19,6 +19,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result as DfResult;
@@ -100,6 +101,18 @@ impl HatsTable {
             ra: c.ra_dec.0.clone(),
             dec: c.ra_dec.1.clone(),
         })
+    }
+
+    /// The leaf files (object path, size) in partition order.
+    pub(crate) fn leaf_files(&self) -> Vec<(object_store::path::Path, u64)> {
+        self.leaves
+            .iter()
+            .map(|l| {
+                let p = object_store::path::Path::parse(&l.path)
+                    .unwrap_or_else(|_| object_store::path::Path::from(l.path.as_str()));
+                (p, l.size)
+            })
+            .collect()
     }
 
     /// The `_healpix_29` ranges a filter confines rows to, if it is spatial.
@@ -380,7 +393,16 @@ impl TableProvider for HatsTable {
                 predicate.push(any);
             }
         }
-        let mut source = ParquetSource::new(self.schema.clone()).with_enable_page_index(true);
+        // Footers and page indexes come from the runtime's bounded metadata cache, so a warm
+        // query does no metadata I/O.
+        let runtime = state.runtime_env();
+        let factory = CachedParquetFileReaderFactory::new(
+            runtime.object_store(&self.url)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let mut source = ParquetSource::new(self.schema.clone())
+            .with_enable_page_index(true)
+            .with_parquet_file_reader_factory(Arc::new(factory));
         if let Some(p) = predicate.into_iter().reduce(|a, b| {
             Expr::BinaryExpr(BinaryExpr::new(Box::new(a), Operator::And, Box::new(b)))
         }) {

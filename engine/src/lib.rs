@@ -12,6 +12,7 @@ use tessera_storage::columns::ColumnMeta;
 pub use tessera_storage::{Catalog, Location, Pixel, Properties, StoreOptions};
 
 pub mod adql;
+mod cone;
 mod error;
 mod functions;
 pub mod geom;

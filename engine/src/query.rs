@@ -39,6 +39,9 @@ pub struct EngineOptions {
     pub memory_limit: Option<usize>,
     /// Where spill files go (default: the system temp directory).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Send every query through DataFusion, even plain cone searches that the small-cone
+    /// fast path would answer (for comparisons and tests).
+    pub general_path_only: bool,
 }
 
 /// A function the service offers beyond ADQL's core, for TAP capabilities.
@@ -200,6 +203,18 @@ impl Engine {
     /// Runs a query.
     pub async fn query(&self, adql: &str, limits: &Limits) -> Result<QueryResult> {
         let deadline = limits.timeout.map(|t| tokio::time::Instant::now() + t);
+        if self.session.fast_cone {
+            let fast = self.fast_cone(adql, limits);
+            let fast = match deadline {
+                Some(d) => tokio::time::timeout_at(d, fast)
+                    .await
+                    .map_err(|_| timeout_error(limits))?,
+                None => fast.await,
+            }?;
+            if let Some(r) = fast {
+                return Ok(r);
+            }
+        }
         let work = self.start(adql, limits);
         match deadline {
             Some(d) => tokio::time::timeout_at(d, work)
@@ -213,6 +228,24 @@ impl Engine {
             }
             r
         })
+    }
+
+    /// A plain cone search answered by the small-cone fast path (`cone.rs`); `None` for
+    /// anything else.
+    async fn fast_cone(&self, adql: &str, limits: &Limits) -> Result<Option<QueryResult>> {
+        let q = crate::adql::parse(adql, &limits.parse)?;
+        match self.session.cone.recognise(&q) {
+            Some(c) => self.session.cone.run(&c, limits).await,
+            None => Ok(None),
+        }
+    }
+
+    /// How many queries the small-cone fast path has answered.
+    pub fn fast_cone_queries(&self) -> u64 {
+        self.session
+            .cone
+            .answered
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn start(&self, adql: &str, limits: &Limits) -> Result<QueryResult> {

@@ -21,6 +21,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::cone::ConePath;
 use crate::hats::HatsTable;
 use crate::translate::{ExposedTable, Translation, did_you_mean, nearest};
 use crate::{CatalogInfo, EngineOptions, tap_schema};
@@ -33,6 +34,10 @@ const SQL_RECURSION_LIMIT: usize = 10_000;
 pub(crate) struct Session {
     pub ctx: SessionContext,
     pub tables: Vec<ExposedTable>,
+    /// The small-cone fast path over the catalogs.
+    pub cone: ConePath,
+    /// Whether plain cone queries take the fast path.
+    pub fast_cone: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -86,6 +91,7 @@ impl Session {
             .catalog("datafusion")
             .ok_or_else(|| internal("no default catalog"))?;
         let mut tables = Vec::new();
+        let mut leaf_files = Vec::new();
 
         let add_schema = |name: &str| -> Result<()> {
             if catalog.schema(name).is_none() {
@@ -134,6 +140,7 @@ impl Session {
             ));
             let store_url = ObjectStoreUrl::parse(&base).map_err(internal)?;
             let table = HatsTable::open(c, store_url, schema).await?;
+            leaf_files.push(table.leaf_files());
             ctx.register_table(
                 TableReference::partial(c.schema.as_str(), c.table.as_str()),
                 Arc::new(table),
@@ -149,7 +156,13 @@ impl Session {
                     .collect(),
             });
         }
-        Ok(Session { ctx, tables })
+        let cone = ConePath::new(catalogs, leaf_files);
+        Ok(Session {
+            ctx,
+            tables,
+            cone,
+            fast_cone: !opts.general_path_only,
+        })
     }
 
     /// Plans translated SQL.

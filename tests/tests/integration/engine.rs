@@ -13,7 +13,7 @@ use tessera_loader::{Format, ReadOptions};
 use crate::common::{datasets, load, small_load};
 
 /// hip2 loaded once into a temp data root (kept for the life of the test process).
-fn root() -> &'static std::path::Path {
+pub(crate) fn root() -> &'static std::path::Path {
     static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
     ROOT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -397,6 +397,7 @@ async fn memory_limit_fails_what_cannot_fit_and_keeps_serving() {
     let tiny = tessera_engine::EngineOptions {
         memory_limit: Some(64 << 10),
         spill_dir: Some(spill.path().to_path_buf()),
+        ..Default::default()
     };
     let e = Engine::open_with(Location::local(root()).unwrap(), &tiny)
         .await
@@ -489,4 +490,166 @@ async fn explain_analyze_shows_partitions_and_row_groups_pruned() {
         .find(|l| l.contains("DataSourceExec"))
         .expect("a scan line");
     assert!(scan.matches("Npix=").count() >= 4, "{scan}");
+}
+
+/// The small-cone fast path (engine/src/cone.rs) answers plain cone searches without
+/// DataFusion: its answers — columns, types, metadata, rows, MAXREC overflow — must be the
+/// general path's, and it must leave everything else to the general path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_cone_path_equals_general_path() {
+    use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+    let fast = engine().await;
+    let general = Engine::open_with(
+        Location::local(root()).unwrap(),
+        &tessera_engine::EngineOptions {
+            general_path_only: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // (query, answered by the fast path, rows comparable as a set)
+    let cases: &[(&str, bool, bool)] = &[
+        (
+            "SELECT HIP, ra, dec FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 101.287, -16.716, 1))",
+            true,
+            true,
+        ),
+        (
+            "SELECT * FROM hipparcos.hip2 WHERE CONTAINS(POINT(ra, dec), CIRCLE(0, 90, 3)) = 1",
+            true,
+            true,
+        ),
+        (
+            "SELECT * FROM hipparcos.hip2 WHERE CONTAINS(POINT(ra, dec), CIRCLE(17, -90, 2.5)) = 1",
+            true,
+            true,
+        ),
+        (
+            "SELECT h.hip AS id, h.RA, h.\"Hpmag\" FROM hipparcos.hip2 AS h WHERE 1=INTERSECTS(CIRCLE(359.9, 0.5, 2), POINT(h.ra, h.dec))",
+            true,
+            true,
+        ),
+        (
+            "SELECT hip, Plx FROM hip2 WHERE 2 >= DISTANCE(POINT(10, -89.5), POINT(ra, dec))",
+            true,
+            true,
+        ),
+        (
+            "SELECT hip FROM hipparcos.hip2 WHERE DISTANCE(POINT(ra, dec), POINT(56.75, 24.12)) < 1",
+            true,
+            true,
+        ),
+        (
+            "SELECT hip FROM hipparcos.hip2 WHERE DISTANCE(ra, dec, 0.01, 0.02) <= 3",
+            true,
+            true,
+        ),
+        (
+            "SELECT hipparcos.hip2.hip FROM hipparcos.hip2 WHERE ((1 = CONTAINS(POINT(ra, dec), CIRCLE(200, 30, 90/60.0))))",
+            true,
+            true,
+        ),
+        (
+            "SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(-20, 45, 180))",
+            true,
+            true,
+        ),
+        (
+            "SELECT TOP 5 hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, 1))",
+            true,
+            false,
+        ),
+        // Not plain cones: the general path.
+        (
+            "SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, 1)) ORDER BY hip",
+            false,
+            true,
+        ),
+        (
+            "SELECT hip, hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, 1))",
+            false,
+            true,
+        ),
+        (
+            "SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, 1)) AND Plx > 5",
+            false,
+            true,
+        ),
+        (
+            "SELECT hip, ra + 0 FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, 1))",
+            false,
+            true,
+        ),
+        (
+            "SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, HIP * 0 + 1))",
+            false,
+            true,
+        ),
+    ];
+    let limits = Limits::default();
+    for &(q, is_fast, comparable) in cases {
+        let before = fast.fast_cone_queries();
+        let a = fast.query(q, &limits).await.unwrap();
+        let schema_a = a.schema();
+        let (ba, _) = a.collect().await.unwrap();
+        assert_eq!(
+            fast.fast_cone_queries() - before,
+            u64::from(is_fast),
+            "{q}: fast path taken?"
+        );
+        let b = general.query(q, &limits).await.unwrap();
+        let schema_b = b.schema();
+        let (bb, _) = b.collect().await.unwrap();
+        assert_eq!(general.fast_cone_queries(), 0);
+        assert_eq!(schema_a.fields().len(), schema_b.fields().len(), "{q}");
+        for (x, y) in schema_a.fields().iter().zip(schema_b.fields()) {
+            assert_eq!(x.name(), y.name(), "{q}");
+            assert_eq!(x.data_type(), y.data_type(), "{q}: {}", x.name());
+            assert_eq!(x.metadata(), y.metadata(), "{q}: {}", x.name());
+        }
+        let a = concat_batches(&schema_a, &ba).unwrap();
+        let b = concat_batches(&schema_b, &bb).unwrap();
+        assert_eq!(a.num_rows(), b.num_rows(), "{q}");
+        if !comparable {
+            continue;
+        }
+        assert!(a.num_rows() > 0 || q.contains("hip, hip"), "{q}: no rows");
+        let sorted = |x: &arrow::array::RecordBatch| {
+            let i = sort_to_indices(x.column(0), Some(SortOptions::default()), None).unwrap();
+            take_record_batch(x, &i).unwrap()
+        };
+        let (a, b) = (sorted(&a), sorted(&b));
+        for c in 0..a.num_columns() {
+            assert_eq!(
+                a.column(c).as_ref(),
+                b.column(c).as_ref(),
+                "{q}: column {c}"
+            );
+        }
+    }
+    // MAXREC: the same cut and overflow flag on both paths.
+    let q =
+        "SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 24.12, 2))";
+    let capped = Limits {
+        max_rows: Some(3),
+        ..Limits::default()
+    };
+    assert_eq!(rows(&fast, q, &capped).await, (3, true));
+    assert_eq!(rows(&general, q, &capped).await, (3, true));
+    let wide = Limits {
+        max_rows: Some(100_000),
+        ..Limits::default()
+    };
+    assert_eq!(rows(&fast, q, &wide).await, rows(&general, q, &wide).await);
+    assert!(!rows(&fast, q, &wide).await.1);
+    // Bad input still gets the general path's errors.
+    let bad =
+        "SELECT hip FROM hipparcos.hip2 WHERE 1=CONTAINS(POINT(ra, dec), CIRCLE(56.75, 95, 1))";
+    let e = fast
+        .query(bad, &limits)
+        .await
+        .err()
+        .expect("dec 95 is an error");
+    assert_eq!(e.kind(), ErrorKind::Geometry, "{e}");
 }
