@@ -381,6 +381,14 @@ impl ConePath {
             plans.push((i, meta.clone(), groups, selection));
         }
         self.answered.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            table = %format!("{}.{}", t.schema_name, t.table_name),
+            partitions = t.leaves.len(),
+            partitions_read = plans.len(),
+            row_groups_read = plans.iter().map(|p| p.2.len()).sum::<usize>(),
+            rows_selected = total,
+            "fast cone"
+        );
 
         // The columns to read: the output ones plus RA and Dec.
         let mut needed: Vec<usize> = q.columns.iter().map(|c| c.0).collect();

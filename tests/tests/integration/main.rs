@@ -9,5 +9,7 @@ mod compat;
 mod engine;
 /// Loading and reading back: row counts and value checksums preserved.
 mod roundtrip;
+/// Spatial queries against brute force on random data; pruning shown by the metrics.
+mod spatial;
 /// Catalogs on a real S3-compatible server (moto, started by the test).
 mod s3;
