@@ -1,7 +1,7 @@
 //! Spatial queries against brute force on random data (issue 4): cones (the small-cone fast
 //! path and the DataFusion path), DISTANCE bounds, polygons and boxes, with centres drawn
 //! around both poles, across RA 0/360 and in a dense clump, radii from milli-arcseconds to
-//! 60°. The catalog is split into many partitions of mixed orders, small row groups and small
+//! 60°; and cones on the real Gaia DR3 bright stars (482k). The random catalog is split into many partitions of mixed orders, small row groups and small
 //! pages, so that partition, row-group and page pruning are all exercised.
 
 use std::sync::OnceLock;
@@ -276,4 +276,118 @@ async fn small_cones_read_a_small_fraction() {
         groups_kept < groups && rows_kept < rows,
         "row groups {groups_kept}/{groups} and rows {rows_kept}/{rows} kept: {scan}"
     );
+}
+
+/// Gaia DR3 bright stars (482,176 rows, DATA.md §2.2; fetched from PyPI by
+/// `tools/fetch-datasets gaia-bright`) loaded into a temp root as `gaia.gaia_bright`.
+fn gaia_root() -> &'static std::path::Path {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let repo = crate::common::repo_root();
+        // The script needs pip: the project venv's.
+        let venv_bin = crate::common::python().parent().unwrap().to_path_buf();
+        let path = format!(
+            "{}:{}",
+            venv_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new(repo.join("tools/fetch-datasets"))
+            .arg("gaia-bright")
+            .env("PATH", path)
+            .output()
+            .expect("running tools/fetch-datasets gaia-bright");
+        assert!(
+            out.status.success(),
+            "tools/fetch-datasets gaia-bright: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let csv = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let dir = tempfile::tempdir().unwrap();
+        let cat = dir.path().join("gaia/gaia_bright");
+        let mut opts = small_load(&csv, cat.to_str().unwrap());
+        opts.plan.threshold = 30_000;
+        opts.highest_order = 7;
+        opts.read.column_types = vec![("source_id".into(), arrow::datatypes::DataType::Int64)];
+        std::thread::spawn(move || load(&opts)).join().unwrap();
+        dir
+    })
+    .path()
+}
+
+/// Cones on real, clustered data: Gaia-bright, both paths, equal brute force — at both
+/// poles, on the RA seam, on bright stars and at random places, from 1″ to 10°.
+#[test]
+fn gaia_bright_cones_equal_brute_force() {
+    use rand::{Rng, SeedableRng};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = gaia_root();
+    let (fast, general, stars) = rt.block_on(async {
+        let fast = Engine::open(Location::local(root).unwrap()).await.unwrap();
+        let general = Engine::open_with(
+            Location::local(root).unwrap(),
+            &EngineOptions {
+                general_path_only: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let (b, _) = general
+            .query(
+                "SELECT source_id, ra, dec FROM gaia.gaia_bright",
+                &Limits::default(),
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut stars = Vec::new();
+        for b in &b {
+            let id = b.column(0).as_primitive::<Int64Type>();
+            let ra = b.column(1).as_primitive::<Float64Type>();
+            let dec = b.column(2).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                stars.push((id.value(i), ra.value(i), dec.value(i)));
+            }
+        }
+        (fast, general, stars)
+    });
+    assert_eq!(stars.len(), 482_176);
+    let sky = Sky {
+        fast,
+        general,
+        stars,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2016);
+    let mut centres = vec![(0.0, 90.0), (200.0, -90.0), (0.0, 0.0), (359.999, -30.0)];
+    for _ in 0..12 {
+        let s = sky.stars[rng.random_range(0..sky.stars.len())];
+        centres.push((s.1, s.2));
+        centres.push((
+            rng.random_range(0.0..360.0),
+            rng.random_range(-1.0f64..1.0).asin().to_degrees(),
+        ));
+    }
+    let radii = [1.0 / 3600.0, 2.0 / 3600.0, 1.0 / 60.0, 0.1, 1.0, 10.0];
+    let before = sky.fast.fast_cone_queries();
+    for (k, &(ra, dec)) in centres.iter().enumerate() {
+        for (j, &r) in radii.iter().enumerate() {
+            if (k + j) % 2 == 1 {
+                continue;
+            }
+            let q = format!(
+                "SELECT source_id FROM gaia.gaia_bright WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE({ra}, {dec}, {r}))"
+            );
+            let (a, b) =
+                rt.block_on(async { (ids(&sky.fast, &q).await, ids(&sky.general, &q).await) });
+            check_cone(&sky, &q, &a, ra, dec, r);
+            check_cone(&sky, &q, &b, ra, dec, r);
+        }
+    }
+    assert!(sky.fast.fast_cone_queries() - before >= 40);
 }
