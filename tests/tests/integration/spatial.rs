@@ -1,8 +1,9 @@
 //! Spatial queries against brute force on random data (issue 4): cones (the small-cone fast
 //! path and the DataFusion path), DISTANCE bounds, polygons and boxes, with centres drawn
 //! around both poles, across RA 0/360 and in a dense clump, radii from milli-arcseconds to
-//! 60°; and cones on the real Gaia DR3 bright stars (482k). The random catalog is split into many partitions of mixed orders, small row groups and small
-//! pages, so that partition, row-group and page pruning are all exercised.
+//! 60°; and cones on the real Gaia DR3 bright stars (482k). The random catalog is split into
+//! many partitions of mixed orders, small row groups and small pages, so that partition,
+//! row-group and page pruning are all exercised.
 
 use std::sync::OnceLock;
 
