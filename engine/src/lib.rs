@@ -18,6 +18,7 @@ mod functions;
 pub mod geom;
 mod hats;
 mod query;
+mod runtime;
 mod session;
 mod tap_schema;
 mod translate;

@@ -12,11 +12,13 @@ use futures::{Stream, StreamExt};
 use std::collections::HashMap;
 
 use arrow::datatypes::{Field, Schema};
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use tessera_storage::columns;
 
 use crate::adql::ParseLimits;
-use crate::session::{Session, map_error};
+use crate::session::{QueryPool, Session, map_error, query_cap};
 use crate::translate::translate;
 use crate::{Archive, Error, ErrorKind, Location, Result};
 
@@ -257,7 +259,22 @@ impl Engine {
             .execute_logical_plan(plan)
             .await
             .map_err(|e| map_error(e, &t))?;
-        let stream = df.execute_stream().await.map_err(|e| map_error(e, &t))?;
+        // Physical planning and execution run on the compute runtime; this task only
+        // receives finished batches, so the caller's runtime and its timers stay free.
+        let memory_limit = match self.session.ctx.runtime_env().memory_pool.memory_limit() {
+            MemoryLimit::Finite(n) => Some(n),
+            _ => None,
+        };
+        // Each query draws on the process pool through its own capped view of it.
+        let pool = memory_limit.map(|limit| {
+            Arc::new(QueryPool::new(
+                self.session.ctx.runtime_env().memory_pool.clone(),
+                query_cap(limit),
+            )) as Arc<dyn MemoryPool>
+        });
+        let stream = crate::runtime::execute(df, pool)
+            .await
+            .map_err(|e| exec_error(e, &t, memory_limit))?;
         let physical = stream.schema();
         let fields: Vec<Field> = physical
             .fields()
@@ -290,6 +307,7 @@ impl Engine {
             left: limits.max_rows,
             overflow: overflow.clone(),
             translation: Arc::new(t),
+            memory_limit,
             done: false,
         };
         let stream = futures::stream::unfold(state, |mut st| async move {
@@ -300,7 +318,7 @@ impl Engine {
             let out = match item {
                 Err(e) => {
                     st.done = true;
-                    Err(map_error(e, &st.translation))
+                    Err(exec_error(e, &st.translation, st.memory_limit))
                 }
                 Ok(b) => {
                     let mut b = b;
@@ -348,7 +366,46 @@ struct RowState {
     left: Option<u64>,
     overflow: Arc<AtomicBool>,
     translation: Arc<crate::translate::Translation>,
+    /// The memory pool's limit, for the error of a query that exceeds it.
+    memory_limit: Option<usize>,
     done: bool,
+}
+
+/// An error of a running query, in ADQL terms; running out of the memory pool names the
+/// pool's limit.
+fn exec_error(
+    e: DataFusionError,
+    t: &crate::translate::Translation,
+    memory_limit: Option<usize>,
+) -> Error {
+    match (e.find_root(), memory_limit) {
+        (DataFusionError::ResourcesExhausted(detail), Some(limit)) => Error::query(
+            ErrorKind::Limit,
+            format!(
+                "the query needs more memory than it may hold of the engine's memory limit \
+                 ({}, shared by all running queries, at most half of it for one query; \
+                 sorts and aggregates spill to disk beyond their share, but this query \
+                 could not): {detail}",
+                bytes(limit)
+            ),
+        ),
+        _ => map_error(e, t),
+    }
+}
+
+/// A byte count for people: `32 MiB`, `1.5 GiB`.
+fn bytes(n: usize) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift {
+            let v = n as f64 / (1u64 << shift) as f64;
+            return if v.fract() == 0.0 {
+                format!("{v:.0} {unit}")
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+    }
+    format!("{n} bytes")
 }
 
 fn timeout_error(limits: &Limits) -> Error {

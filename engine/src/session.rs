@@ -9,9 +9,12 @@ use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
+use datafusion::common::config::ConfigNonZeroUsize;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, TrackConsumersPool,
+};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -52,6 +55,141 @@ fn internal(e: impl std::fmt::Display) -> Error {
     Error::query(ErrorKind::Internal, e.to_string())
 }
 
+/// Memory per sort or aggregate partition below which the engine runs fewer partitions
+/// (see [`limit_memory`]).
+const MIN_PARTITION_SHARE: usize = 16 << 20;
+
+/// Sizes DataFusion's buffers to a process-wide pool of `limit` bytes.
+///
+/// The pool is a [`FairSpillPool`]: each spillable consumer (one per partition of every
+/// running sort, grouped aggregate or repartition) may hold an equal share of what the
+/// unspillable reservations leave, and spills to disk beyond it; unspillable reservations
+/// (a hash join's build side, merge buffers) are granted first come, first served up to the
+/// limit. On top of that each query may hold at most half the pool ([`query_cap`], enforced
+/// by its [`QueryPool`], itself fair among the query's partitions): without the cap a hash
+/// join growing without bound took the whole pool and a sort running beside it failed (1
+/// time in 5 under 32 MiB); with it the join fails alone at half the pool and the sort
+/// spills within the other half. A query that cannot work within its part fails alone with
+/// "Resources exhausted" (ErrorKind::Limit) while the others go on.
+///
+/// What a sort needs besides its spillable buffer is not spillable, and scales with the
+/// batch: merging its sorted runs reserves twice the largest batch of each run it reads,
+/// for every run read at once (at 8192 rows of hip2's 50 columns, 5 MB a run), and the
+/// final merge across partitions holds a batch per partition. Under DataFusion's defaults a
+/// 32 MiB pool failed a 45 MB sort of hip2 in that merge. Hence, for a limited pool:
+///
+/// * at most one partition per [`MIN_PARTITION_SHARE`] of the limit (a 32 MiB pool runs two);
+/// * batches of `limit / (partitions × 16 KiB)` rows, rounded down to a power of two within
+///   1024..=8192 (1024 at 32 MiB, DataFusion's 8192 from 256 MiB on two partitions, 1 GiB on
+///   eight), so one batch of even a 2 KB-wide row stays a small part of a share;
+/// * merges of at most 4 spilled runs at once (more runs take more merge passes, not more
+///   memory), so that one partition's merge cannot take the memory another one needs;
+/// * each sort's up-front merge reservation (10 MB by default) cut to a sixteenth of a
+///   partition's part of the pool.
+fn limit_memory(
+    config: &mut SessionConfig,
+    rt: RuntimeEnvBuilder,
+    limit: usize,
+    threads: usize,
+) -> RuntimeEnvBuilder {
+    let partitions = (limit / MIN_PARTITION_SHARE).clamp(1, threads.max(1));
+    let rows = limit / (partitions * (16 << 10));
+    let batch = if rows < 1024 {
+        1024
+    } else {
+        (1usize << rows.ilog2()).min(8192)
+    };
+    let exec = &mut config.options_mut().execution;
+    exec.target_partitions = partitions;
+    exec.batch_size = ConfigNonZeroUsize::try_new(batch).unwrap_or(exec.batch_size);
+    exec.sort_spill_reservation_bytes = exec
+        .sort_spill_reservation_bytes
+        .min(limit / partitions / 16);
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(limit),
+        NonZeroUsize::new(5).expect("5 > 0"),
+    );
+    rt.with_memory_pool(Arc::new(pool))
+        .with_max_spill_merge_fan_in(4)
+}
+
+/// What one query may hold of the pool at most: half, so that a query whose unspillable
+/// buffers (a hash join's build side) grow without bound fails at half the pool and leaves
+/// the other half to the queries beside it, instead of starving them.
+pub(crate) fn query_cap(limit: usize) -> usize {
+    limit / 2
+}
+
+/// One query's view of the process pool: every reservation goes both to the shared pool
+/// (whose fair shares and limit apply as for any query) and to a [`FairSpillPool`] of the
+/// query's own of size `cap`, which shares the cap fairly among the query's spilling
+/// partitions. A spilling operator refused by either spills.
+#[derive(Debug)]
+pub(crate) struct QueryPool {
+    shared: Arc<dyn MemoryPool>,
+    local: FairSpillPool,
+}
+
+impl QueryPool {
+    pub(crate) fn new(shared: Arc<dyn MemoryPool>, cap: usize) -> QueryPool {
+        QueryPool {
+            shared,
+            local: FairSpillPool::new(cap),
+        }
+    }
+}
+
+impl std::fmt::Display for QueryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query({}, in {})", self.local, self.shared)
+    }
+}
+
+impl MemoryPool for QueryPool {
+    fn name(&self) -> &str {
+        "query"
+    }
+
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.local.register(consumer);
+        self.shared.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.local.unregister(consumer);
+        self.shared.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.local.grow(reservation, additional);
+        self.shared.grow(reservation, additional);
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.local.shrink(reservation, shrink);
+        self.shared.shrink(reservation, shrink);
+    }
+
+    fn try_grow(
+        &self,
+        reservation: &MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
+        self.local.try_grow(reservation, additional)?;
+        self.shared
+            .try_grow(reservation, additional)
+            .inspect_err(|_| self.local.shrink(reservation, additional))
+    }
+
+    fn reserved(&self) -> usize {
+        self.local.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        self.shared.memory_limit()
+    }
+}
+
 impl Session {
     pub(crate) async fn new(catalogs: &[CatalogInfo], opts: &EngineOptions) -> Result<Session> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -64,18 +202,11 @@ impl Session {
         config.options_mut().execution.parquet.pushdown_filters = false;
         // One memory pool for every query of the process: sorts, aggregates and joins that
         // can spill share it fairly and spill to disk; what cannot fit fails with
-        // "Resources exhausted" (mapped to ErrorKind::Limit) while other queries go on.
+        // "Resources exhausted" (mapped to ErrorKind::Limit, naming the limit) while other
+        // queries go on.
         let mut rt = RuntimeEnvBuilder::new();
         if let Some(limit) = opts.memory_limit {
-            // Each sort reserves room for its merge up front (10 MB by default): keep that
-            // a small share of the pool so sorts spill rather than fail.
-            let exec = &mut config.options_mut().execution;
-            exec.sort_spill_reservation_bytes = exec.sort_spill_reservation_bytes.min(limit / 16);
-            let pool = TrackConsumersPool::new(
-                FairSpillPool::new(limit),
-                NonZeroUsize::new(5).expect("5 > 0"),
-            );
-            rt = rt.with_memory_pool(Arc::new(pool));
+            rt = limit_memory(&mut config, rt, limit, threads);
         }
         if let Some(dir) = &opts.spill_dir {
             rt = rt.with_temp_file_path(dir.clone());

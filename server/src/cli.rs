@@ -174,6 +174,14 @@ pub struct QueryArgs {
     /// Give up after this many seconds.
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Memory the query's sorts, aggregates and joins may hold together (e.g. 256M, 4G):
+    /// sorts and aggregates spill to scratch files beyond it, and a query that cannot fit
+    /// fails with a limit error. Default: no limit.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+    /// Scratch directory for spill files (default: the system temp directory).
+    #[arg(long, env = "TESSERA_SCRATCH")]
+    pub scratch: Option<PathBuf>,
     /// Print the SQL the query translates to instead of running it.
     #[arg(long)]
     pub explain: bool,
@@ -252,7 +260,14 @@ fn query(a: QueryArgs) -> anyhow::Result<()> {
     let root = tessera_engine::Location::parse(&data, &store)?;
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = tessera_engine::Engine::open(root)
+        let opts = tessera_engine::EngineOptions {
+            memory_limit: a
+                .memory_limit
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            spill_dir: a.scratch.clone(),
+            ..Default::default()
+        };
+        let engine = tessera_engine::Engine::open_with(root, &opts)
             .await
             .with_context(|| format!("opening data root {data}"))?;
         if a.analyze {

@@ -7,6 +7,8 @@ mod common;
 mod compat;
 /// The ADQL engine's limits and safety over real data.
 mod engine;
+/// Memory limits: spilling under a small pool, clean failure, bounded process RSS.
+mod memory;
 /// Loading and reading back: row counts and value checksums preserved.
 mod roundtrip;
 /// Spatial queries against brute force on random data; pruning shown by the metrics.
