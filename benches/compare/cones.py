@@ -26,88 +26,27 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import glob
-import hashlib
 import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-HOME = Path.home()
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or HOME / ".cache" / "tessera-target")
-BENCH = HOME / ".cache" / "tessera-bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compare_common as cc  # noqa: E402
 
-
-def _ensure_venv() -> None:
-    """Re-executes under the project venv (tools/python-env) unless already inside it."""
-    try:
-        import duckdb  # noqa: F401
-        import psycopg  # noqa: F401
-        import pyarrow  # noqa: F401
-        import cdshealpix  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("TESSERA_CONES_REEXEC"):
-        sys.exit("cones.py: the project venv lacks duckdb/psycopg/pyarrow/cdshealpix (tools/requirements.lock)")
-    out = subprocess.run([str(REPO / "tools" / "python-env")], check=True, stdout=subprocess.PIPE, text=True)
-    venv = out.stdout.strip().splitlines()[-1]
-    os.environ["TESSERA_CONES_REEXEC"] = "1"
-    py = os.path.join(venv, "bin", "python")
-    os.execv(py, [py, str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
-_ensure_venv()
+cc.ensure_venv(__file__)
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.csv as pacsv  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 import duckdb  # noqa: E402
 import psycopg  # noqa: E402
 
-# Known demo/benchmark catalogs. `load` is the `tessera load` argument list (relative to the
-# repository); `cheap` catalogs are reloaded on every run so the layout always matches the
-# current loader.
-DATASETS = {
-    "hip2": {
-        "load": ["datasets/hipparcos/hip2.dat.zst", "--readme", "datasets/hipparcos/ReadMe"],
-        "catalog": "hipparcos/hip2",
-        "table": "hipparcos.hip2",
-        "id": "HIP",
-        "cheap": True,
-    },
-}
-
-T0 = time.monotonic()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def fail(msg: str) -> None:
-    print(f"cones.py: error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def run(cmd: list[str], quiet: bool = False, **kw) -> subprocess.CompletedProcess:
-    if not quiet:
-        log("$ " + " ".join(str(c) for c in cmd))
-    env = dict(os.environ, CARGO_TARGET_DIR=str(TARGET))
-    r = subprocess.run([str(c) for c in cmd], cwd=REPO, env=env, **kw)
-    if r.returncode != 0:
-        err = r.stderr if isinstance(r.stderr, str) else ""
-        fail(f"{cmd[0]} exited with {r.returncode}\n{err[-3000:]}")
-    return r
+from compare_common import BENCH, DATASETS, REPO, T0, TARGET, fail, log, run, stats  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,18 +70,6 @@ def radius_label(r: float) -> str:
     return f"{r * 3600:g}″"
 
 
-def stats(ms: list[float]) -> dict:
-    a = np.asarray(ms, dtype=float)
-    return {
-        "p50_ms": float(np.percentile(a, 50)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "mean_ms": float(a.mean()),
-        "min_ms": float(a.min()),
-        "max_ms": float(a.max()),
-        "n": int(a.size),
-    }
-
-
 def random_centres(n: int, seed: int) -> np.ndarray:
     """n points uniform on the sphere: (ra, dec) in degrees."""
     rng = np.random.default_rng(seed)
@@ -158,14 +85,23 @@ def unit(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
 
 
 def brute_force_counts(xyz: np.ndarray, centres: np.ndarray, r: float) -> list[int]:
-    """Rows within r degrees (chord test: exact enough at 1′, unlike a cosine test)."""
-    chord2 = (2 * math.sin(math.radians(r) / 2)) ** 2
+    """Rows within r degrees (chord test: exact enough at 1′, unlike a cosine test).
+
+    `xyz` must be sorted by z (see `sort_by_z`): only the band |z - z_c| ≤ chord is tested."""
+    chord = 2 * math.sin(math.radians(r) / 2)
+    chord2 = chord**2
     cxyz = unit(centres[:, 0], centres[:, 1])
+    z = xyz[:, 2]
     out = []
     for c in cxyz:
-        d = xyz - c
+        lo, hi = np.searchsorted(z, [c[2] - chord - 1e-12, c[2] + chord + 1e-12])
+        d = xyz[lo:hi] - c
         out.append(int(np.count_nonzero(np.einsum("ij,ij->i", d, d) <= chord2)))
     return out
+
+
+def sort_by_z(xyz: np.ndarray) -> np.ndarray:
+    return xyz[np.argsort(xyz[:, 2], kind="stable")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,94 +135,39 @@ def hpx_ranges(ra: float, dec: float, r: float, max_ranges: int) -> list[tuple[i
 
 
 def ensure_catalog(args, spec: dict, root: Path) -> Path:
-    cat = root / spec["catalog"]
     if args.catalog:
-        return cat
-    if (cat / "hats.properties").exists() and not (spec["cheap"] or args.reload):
-        log(f"catalog {cat} present (use --reload to rebuild)")
-        return cat
-    if cat.exists():
-        shutil.rmtree(cat)
-    cat.parent.mkdir(parents=True, exist_ok=True)
-    t = time.monotonic()
-    run([TARGET / "release" / "tessera", "load", *spec["load"], "--catalog", cat, "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    log(f"loaded {cat} in {time.monotonic() - t:.1f} s")
-    return cat
+        return root / spec["catalog"]
+    return cc.ensure_catalog(spec, root, args.reload)
 
 
-def read_rows(cat: Path, id_col: str) -> tuple[pa.Table, list[str]]:
-    files = sorted(glob.glob(str(cat / "dataset" / "**" / "*.parquet"), recursive=True))
-    if not files:
-        fail(f"no Parquet leaves under {cat}/dataset")
-    parts = [pq.read_table(f, columns=[id_col, "ra", "dec", "_healpix_29"]) for f in files]
-    t = pa.concat_tables(parts)
-    t = t.take(pc.sort_indices(t, sort_keys=[("_healpix_29", "ascending")]))
-    t = t.rename_columns(["id", "ra", "dec", "_healpix_29"])
-    t = t.set_column(0, "id", pc.cast(t.column("id"), pa.int64()))
-    return t, files
+def read_rows(cat: Path, spec: dict) -> tuple[pa.Table, list[str]]:
+    """(id, ra, dec, mag, hpx29) sorted by _healpix_29, and the leaf files."""
+    if "mag" not in spec:
+        t = cc.read_columns(cat, [spec["id"], "ra", "dec", "_healpix_29"]).select([spec["id"], "ra", "dec", "_healpix_29"])
+        import pyarrow.compute as pc
+        t = t.rename_columns(["id", "ra", "dec", "hpx29"])
+        t = t.set_column(0, "id", pc.cast(t.column("id"), pa.int64()))
+        return t, cc.leaf_files(cat)
+    return cc.catalog_rows(cat, spec), cc.leaf_files(cat)
 
 
 def fingerprint(t: pa.Table) -> str:
-    h = hashlib.sha256()
-    for name in ("id", "ra", "dec"):
-        h.update(t.column(name).to_numpy().tobytes())
-    return h.hexdigest()[:16]
+    return cc.fingerprint(t, [c for c in ("id", "ra", "dec", "mag") if c in t.column_names])
 
 
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL
 
-
-def pg_connect(port: int, db: str):
-    return psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=db, autocommit=True)
+pg_connect = cc.pg_connect
 
 
 def pg_start(args) -> None:
-    run([REPO / "tools" / "pg-baseline", "start", args.pg_dir, str(args.pg_port)], stdout=subprocess.DEVNULL)
+    cc.pg_start(args.pg_dir, args.pg_port)
 
 
 def pg_load(args, name: str, t: pa.Table, fp: str) -> dict:
-    """Loads (id, ra, dec) into q3c and sphere databases unless the same rows are there."""
-    timings = {}
-    csv = Path(args.pg_dir) / f"{name}.csv"
-    wrote_csv = False
-    for db in ("q3c", "sphere"):
-        with pg_connect(args.pg_port, db) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (name text PRIMARY KEY, fingerprint text NOT NULL)")
-            row = conn.execute("SELECT fingerprint FROM bench_meta WHERE name = %s", (name,)).fetchone()
-            if row and row[0] == fp and not args.reload:
-                log(f"postgres {db}.{name}: same rows already loaded ({fp})")
-                continue
-            if not wrote_csv:
-                pacsv.write_csv(t.select(["id", "ra", "dec"]), csv, pacsv.WriteOptions(include_header=False))
-                os.chmod(csv, 0o644)
-                wrote_csv = True
-            t0 = time.monotonic()
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
-            if db == "q3c":
-                conn.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, ra float8 NOT NULL, dec float8 NOT NULL)")
-                conn.execute(f"COPY {name} FROM '{csv}' (FORMAT csv)")
-                t1 = time.monotonic()
-                conn.execute(f"CREATE INDEX {name}_q3c ON {name} (q3c_ang2ipix(ra, dec))")
-                conn.execute(f"CLUSTER {name} USING {name}_q3c")
-                conn.execute(f"ANALYZE {name}")
-            else:
-                conn.execute(f"CREATE UNLOGGED TABLE {name}_stage (id bigint, ra float8, dec float8)")
-                conn.execute(f"COPY {name}_stage FROM '{csv}' (FORMAT csv)")
-                t1 = time.monotonic()
-                # The CSV is in _healpix_29 order, so the heap comes out spatially clustered.
-                conn.execute(f"CREATE TABLE {name} AS SELECT id, ra, dec, spoint(radians(ra), radians(dec)) AS pos FROM {name}_stage")
-                conn.execute(f"DROP TABLE {name}_stage")
-                conn.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (id)")
-                conn.execute(f"CREATE INDEX {name}_pos ON {name} USING gist (pos)")
-                conn.execute(f"VACUUM ANALYZE {name}")
-            t2 = time.monotonic()
-            conn.execute("INSERT INTO bench_meta VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint", (name, fp))
-            timings[db] = {"copy_s": round(t1 - t0, 3), "index_s": round(t2 - t1, 3)}
-            log(f"postgres {db}.{name}: COPY {t1 - t0:.2f} s, index/cluster/analyze {t2 - t1:.2f} s")
-    if wrote_csv:
-        csv.unlink()
-    return timings
+    extra = [e for e in cc.PG_EXTRA if e[0] in t.column_names]
+    return cc.pg_load(args.pg_dir, args.pg_port, name, t, fp, args.reload, extra=extra)
 
 
 Q3C_SQL = "SELECT id, ra, dec FROM {t} WHERE q3c_radial_query(ra, dec, %s::float8, %s::float8, %s::float8)"
@@ -605,6 +486,11 @@ def main() -> int:
         if not args.id:
             ap.error("--catalog needs --id")
         spec = {"catalog": f"{cat.parent.name}/{cat.name}", "table": f"{cat.parent.name}.{cat.name}", "id": args.id, "cheap": False}
+        # A known catalogue keeps its magnitude column, so that its PostgreSQL table stays the
+        # one aggregates.py and xmatch.py load (same fingerprint, no reload).
+        known = next((d for d in DATASETS.values() if d["catalog"] == spec["catalog"] and d["id"] == args.id), None)
+        if known is not None:
+            spec["mag"] = known["mag"]
         root = cat.parent.parent
         name = cat.name
     else:
@@ -612,7 +498,7 @@ def main() -> int:
             ap.error(f"unknown --data {args.data} (known: {', '.join(DATASETS)})")
         spec = DATASETS[args.data]
         root = args.root.resolve()
-        name = args.data
+        name = args.data.replace("-", "_")
     cold_n = min(args.cold, args.cones)
     notes: list[str] = []
     if cold_n and not can_drop_caches():
@@ -636,11 +522,11 @@ def main() -> int:
         run(["cargo", "build", "--release", "-p", "tessera-server"])
         run(["cargo", "build", "--release", "-p", "tessera-benches", "--example", "cone_latency"])
     cat = ensure_catalog(args, spec, root)
-    t, files = read_rows(cat, spec["id"])
+    t, files = read_rows(cat, spec)
     nrows = t.num_rows
     fp = fingerprint(t)
     log(f"{nrows:,} rows in {len(files)} Parquet files, fingerprint {fp}")
-    xyz = unit(t.column("ra").to_numpy(), t.column("dec").to_numpy())
+    xyz = sort_by_z(unit(t.column("ra").to_numpy(), t.column("dec").to_numpy()))
     centres = random_centres(args.cones, args.seed)
     files_glob = str(cat / "dataset" / "**" / "*.parquet")
     adql_id = spec["id"].lower()
