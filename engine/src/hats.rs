@@ -16,7 +16,8 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -51,6 +52,9 @@ pub(crate) struct HatsTable {
     leaves: Vec<Leaf>,
     ra: Option<String>,
     dec: Option<String>,
+    /// Rows in the catalog (`hats_nrows`): exact statistics for unfiltered scans, so that
+    /// `COUNT(*)` is answered without reading the leaves.
+    rows: u64,
 }
 
 impl HatsTable {
@@ -100,6 +104,7 @@ impl HatsTable {
             leaves,
             ra: c.ra_dec.0.clone(),
             dec: c.ra_dec.1.clone(),
+            rows: c.rows,
         })
     }
 
@@ -430,11 +435,18 @@ impl TableProvider for HatsTable {
             .filter(|g| !g.1.is_empty())
             .map(|g| FileGroup::new(g.1))
             .collect();
-        let config = FileScanConfigBuilder::new(self.url.clone(), Arc::new(source))
+        let mut config = FileScanConfigBuilder::new(self.url.clone(), Arc::new(source))
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
-            .with_file_groups(groups)
-            .build();
+            .with_file_groups(groups);
+        if filters.is_empty() {
+            config = config.with_statistics(Statistics {
+                num_rows: Precision::Exact(self.rows as usize),
+                total_byte_size: Precision::Absent,
+                column_statistics: Statistics::unknown_column(&self.schema),
+            });
+        }
+        let config = config.build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }

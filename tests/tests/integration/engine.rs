@@ -705,3 +705,32 @@ async fn fast_cone_path_equals_general_path() {
         .expect("dec 95 is an error");
     assert_eq!(e.kind(), ErrorKind::Geometry, "{e}");
 }
+
+/// `COUNT(*)` of a whole catalog comes from its row count (`hats_nrows`), without reading a
+/// leaf, and equals a count that does read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_star_is_answered_from_the_catalog_row_count() {
+    let e = engine().await;
+    let plan = e
+        .explain_analyze("SELECT COUNT(*) FROM hipparcos.hip2", &Limits::default())
+        .await
+        .unwrap();
+    assert!(!plan.contains("DataSourceExec"), "leaves read:\n{plan}");
+    let count = |q: &'static str| {
+        let e = e.clone();
+        async move {
+            let (b, _) = e
+                .query(q, &Limits::default())
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            b[0].column(0).as_primitive::<Int64Type>().value(0)
+        }
+    };
+    let stats = count("SELECT COUNT(*) FROM hipparcos.hip2").await;
+    let scanned = count("SELECT COUNT(*) FROM hipparcos.hip2 WHERE hip >= 0 OR hip IS NULL").await;
+    assert_eq!(stats, 117_955);
+    assert_eq!(stats, scanned);
+}
