@@ -27,6 +27,10 @@ use std::fmt::Write;
 use crate::adql::ast::*;
 use crate::error::{Error, ErrorKind, Result};
 
+/// Crossmatch joins (a child module: it extends the translator).
+#[path = "xmatch.rs"]
+pub(crate) mod xmatch;
+
 /// A table the query may read.
 #[derive(Debug, Clone)]
 pub(crate) struct ExposedTable {
@@ -231,6 +235,8 @@ pub(crate) fn translate(q: &Query, tables: &[ExposedTable]) -> Result<Translatio
         units: HashMap::new(),
         anon: 0,
         using_scope: Vec::new(),
+        xm_keys: Vec::new(),
+        xm_schema_qualified: Vec::new(),
     };
     t.collect_query(q)?;
     let sql = t.query(q, true)?;
@@ -259,6 +265,12 @@ struct Translator<'a> {
     /// Per SELECT being emitted: USING columns of FULL/RIGHT joins (lower-case name → the
     /// two qualifiers), which ADQL/SQL define as COALESCE(left, right).
     using_scope: Vec<HashMap<String, (String, String)>>,
+    /// Per SELECT being emitted: tables expanded for a crossmatch (emitted alias, key
+    /// column), which wildcards leave out.
+    xm_keys: Vec<Vec<(String, String)>>,
+    /// Tables some column reference names as schema.table.column (lower-case table names):
+    /// a crossmatch cannot wrap them under a one-part name.
+    xm_schema_qualified: Vec<String>,
 }
 
 fn quote(name: &str) -> String {
@@ -444,7 +456,12 @@ impl<'a> Translator<'a> {
                     }
                     self.collect_expr(expr)?;
                 }
-                SelectItem::QualifiedWildcard(..) | SelectItem::Wildcard(_) => {}
+                SelectItem::QualifiedWildcard(parts, _) => {
+                    if let [_, t] = parts.as_slice() {
+                        self.xm_schema_qualified.push(t.name.to_ascii_lowercase());
+                    }
+                }
+                SelectItem::Wildcard(_) => {}
             }
         }
         for e in s
@@ -526,6 +543,9 @@ impl<'a> Translator<'a> {
             ExprKind::Column(parts) => {
                 if let Some(last) = parts.last() {
                     self.idents.push(last.clone());
+                }
+                if let [_, t, _] = parts.as_slice() {
+                    self.xm_schema_qualified.push(t.name.to_ascii_lowercase());
                 }
             }
             ExprKind::Literal(_) | ExprKind::CountStar => {}
@@ -801,7 +821,9 @@ impl<'a> Translator<'a> {
             self.collect_using(f, &mut scope);
         }
         self.using_scope.push(scope);
+        self.xm_keys.push(Vec::new());
         let r = self.select_inner(s, top_level);
+        self.xm_keys.pop();
         self.using_scope.pop();
         r
     }
@@ -811,16 +833,18 @@ impl<'a> Translator<'a> {
         if s.distinct {
             out.push_str("DISTINCT ");
         }
+        // FROM first: crossmatch expansions add key columns that wildcards must leave out.
+        let (from, xm_conds) = self.xmatch_from(&s.from, s.selection.as_ref())?;
         let mut used: HashMap<String, usize> = HashMap::new();
         for (i, it) in s.items.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
             match it {
-                SelectItem::Wildcard(_) => out.push('*'),
+                SelectItem::Wildcard(_) => out.push_str(&self.xm_wildcard(None)),
                 SelectItem::QualifiedWildcard(parts, _) => {
                     let q: Vec<String> = parts.iter().map(|p| quote(&self.resolve(p))).collect();
-                    let _ = write!(out, "{}.*", q.join("."));
+                    out.push_str(&self.xm_wildcard(Some(&q.join("."))));
                 }
                 SelectItem::Expr { expr, alias } => {
                     let (val, unit) = self.select_value(expr)?;
@@ -847,16 +871,15 @@ impl<'a> Translator<'a> {
             }
         }
         if !s.from.is_empty() {
-            out.push_str(" FROM ");
-            for (i, t) in s.from.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&self.table_ref(t)?);
-            }
+            let _ = write!(out, " FROM {from}");
         }
         if let Some(w) = &s.selection {
-            let _ = write!(out, " WHERE {}", self.scalar(w)?);
+            let w = self.scalar(w)?;
+            if xm_conds.is_empty() {
+                let _ = write!(out, " WHERE {w}");
+            } else {
+                let _ = write!(out, " WHERE {} AND ({w})", xm_conds.join(" AND "));
+            }
         }
         if !s.group_by.is_empty() {
             out.push_str(" GROUP BY ");
@@ -931,6 +954,11 @@ impl<'a> Translator<'a> {
                 constraint,
                 ..
             } => {
+                if let (JoinConstraint::On(on), false) = (constraint, natural)
+                    && let Some(sql) = self.xmatch_join(left, right, *kind, on)?
+                {
+                    return Ok(sql);
+                }
                 let l = self.table_ref(left)?;
                 let r = self.table_ref(right)?;
                 let k = match kind {

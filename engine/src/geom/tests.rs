@@ -823,7 +823,7 @@ fn udf_errors_and_scalars() {
         u.coerce_types(&vec![DataType::Int32; 6]).unwrap(),
         vec![DataType::Float64; 6]
     );
-    assert_eq!(super::udfs().len(), 16);
+    assert_eq!(super::udfs().len(), 17);
 }
 
 #[tokio::test]

@@ -37,6 +37,7 @@ enum Func {
     Coord2,
     HealpixIndex,
     HealpixCenter,
+    ConeCells,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,7 @@ enum Arg {
     Int,
 }
 
-const ALL: [Func; 16] = [
+const ALL: [Func; 17] = [
     Func::Point,
     Func::Circle,
     Func::Polygon,
@@ -63,6 +64,7 @@ const ALL: [Func; 16] = [
     Func::Coord2,
     Func::HealpixIndex,
     Func::HealpixCenter,
+    Func::ConeCells,
 ];
 
 impl Func {
@@ -84,6 +86,7 @@ impl Func {
             Func::Coord2 => "adql_coord2",
             Func::HealpixIndex => "ivo_healpix_index",
             Func::HealpixCenter => "ivo_healpix_center",
+            Func::ConeCells => "adql_cone_cells",
         }
     }
 
@@ -102,6 +105,7 @@ impl Func {
             Func::Area | Func::Centroid | Func::Coord1 | Func::Coord2 => &[Geom],
             Func::HealpixIndex => &[Int, Num, Num],
             Func::HealpixCenter => &[Int, Int],
+            Func::ConeCells => &[Int, Num, Num, Num],
         })
     }
 
@@ -120,6 +124,7 @@ impl Func {
                 DataType::Float64
             }
             Func::HealpixIndex => DataType::Int64,
+            Func::ConeCells => cells_type(),
         }
     }
 }
@@ -134,7 +139,8 @@ pub struct GeomUdf {
 /// All geometry UDFs: `adql_point`, `adql_circle`, `adql_polygon`, `adql_box`,
 /// `adql_contains`, `adql_intersects`, `adql_point_in_circle`, `adql_point_in_polygon`,
 /// `adql_distance`, `adql_distance_geom`, `adql_area`, `adql_centroid`, `adql_coord1`,
-/// `adql_coord2`, `ivo_healpix_index`, `ivo_healpix_center`.
+/// `adql_coord2`, `ivo_healpix_index`, `ivo_healpix_center`, and `adql_cone_cells`, which
+/// only the crossmatch rewrite emits (see `crate::translate::xmatch`).
 pub fn udfs() -> Vec<ScalarUDF> {
     ALL.iter()
         .map(|&func| {
@@ -354,5 +360,78 @@ fn evaluate(func: Func, args: &[ColumnarValue], rows: usize) -> Result<ArrayRef>
         Func::Coord2 => wrap(kernels::coord2(g(0), rows)),
         Func::HealpixIndex => wrap(kernels::healpix_index(held[0].int(), n(1), n(2), rows)),
         Func::HealpixCenter => wrap(kernels::healpix_center(held[0].int(), held[1].int(), rows)),
+        Func::ConeCells => cone_cells(held[0].int(), n(1), n(2), n(3), rows),
     }
+}
+
+/// `List<Int64>`, the type of `adql_cone_cells`.
+fn cells_type() -> DataType {
+    DataType::List(Arc::new(arrow::datatypes::Field::new(
+        "item",
+        DataType::Int64,
+        true,
+    )))
+}
+
+/// `adql_cone_cells(order, ra, dec, r)`: the NESTED cells at `order` (0..=29) that the circle
+/// of radius `r` degrees around (`ra`, `dec`) touches, ascending (never missing one; see
+/// `crate::translate::xmatch`). Null in, null out; invalid positions and radii are errors as
+/// in the other kernels.
+fn cone_cells(
+    order: Int<'_>,
+    ra: Num<'_>,
+    dec: Num<'_>,
+    r: Num<'_>,
+    rows: usize,
+) -> Result<ArrayRef> {
+    use arrow::array::{Float64Array, Int64Array, ListArray};
+    use arrow::buffer::{NullBuffer, OffsetBuffer};
+    let get = |n: &Num<'_>, i: usize| -> Option<f64> {
+        match n {
+            Num::Scalar(v) => *v,
+            Num::Array(a) => a.is_valid(i).then(|| a.value(i)),
+        }
+    };
+    let arr = |a: &Float64Array| a.len();
+    for n in [&ra, &dec, &r] {
+        if let Num::Array(a) = n
+            && arr(a) != rows
+        {
+            return Err(DataFusionError::Internal(
+                "adql_cone_cells: row count".into(),
+            ));
+        }
+    }
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0i32);
+    let mut values: Vec<i64> = Vec::with_capacity(rows * 9);
+    let mut valid = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let k = match order {
+            Int::Scalar(v) => v,
+            Int::Array(a) => a.is_valid(i).then(|| a.value(i)),
+        };
+        match (k, get(&ra, i), get(&dec, i), get(&r, i)) {
+            (Some(k), Some(x), Some(y), Some(rad)) => {
+                if !(0..=29).contains(&k) {
+                    return Err(geo_err(format!("HEALPix order {k} outside 0..=29")));
+                }
+                crate::geom::Cap::new(x, y, rad).map_err(geo_err)?;
+                crate::translate::xmatch::cone_cells(k as u8, x, y, rad, &mut values);
+                valid.push(true);
+            }
+            _ => valid.push(false),
+        }
+        let end = i32::try_from(values.len())
+            .map_err(|_| DataFusionError::Execution("adql_cone_cells: too many cells".into()))?;
+        offsets.push(end);
+    }
+    let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+    let field = Arc::new(arrow::datatypes::Field::new("item", DataType::Int64, true));
+    Ok(Arc::new(ListArray::try_new(
+        field,
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(Int64Array::from(values)),
+        nulls,
+    )?))
 }

@@ -15,3 +15,5 @@ mod roundtrip;
 mod spatial;
 /// Catalogs on a real S3-compatible server (moto, started by the test).
 mod s3;
+/// Crossmatch joins against brute force.
+mod xmatch;
