@@ -23,8 +23,8 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::error::{Error, ErrorKind, Result};
 use crate::cone::ConePath;
+use crate::error::{Error, ErrorKind, Result};
 use crate::hats::HatsTable;
 use crate::translate::{ExposedTable, Translation, did_you_mean, nearest};
 use crate::{CatalogInfo, EngineOptions, tap_schema};
@@ -250,6 +250,8 @@ impl Session {
                     .iter()
                     .map(|f| (f.name().clone(), None))
                     .collect(),
+                rows: None,
+                ra_dec: None,
             });
         }
 
@@ -285,6 +287,21 @@ impl Session {
                     .iter()
                     .map(|col| (col.name.clone(), col.meta.unit.clone()))
                     .collect(),
+                rows: Some(c.rows),
+                // Only Float64 positions: `_healpix_29` was hashed from the values stored.
+                ra_dec: c
+                    .ra_dec
+                    .0
+                    .clone()
+                    .zip(c.ra_dec.1.clone())
+                    .filter(|(ra, dec)| {
+                        [ra, dec].iter().all(|n| {
+                            c.columns.iter().any(|col| {
+                                &col.name == *n
+                                    && col.arrow_type == arrow::datatypes::DataType::Float64
+                            })
+                        })
+                    }),
             });
         }
         let cone = ConePath::new(catalogs, leaf_files);

@@ -38,6 +38,12 @@ pub(crate) struct ExposedTable {
     pub table: String,
     /// Column names and units.
     pub columns: Vec<(String, Option<String>)>,
+    /// Rows, for a catalog (the crossmatch expands the smaller side).
+    pub rows: Option<u64>,
+    /// The declared position columns of a catalog (`hats_col_ra`, `hats_col_dec`) when they
+    /// are Float64: the values `_healpix_29` was hashed from, so their cell at any order is
+    /// `_healpix_29` shifted.
+    pub ra_dec: Option<(String, String)>,
 }
 
 /// What the translator knows of one output column.

@@ -102,43 +102,32 @@ pub(crate) fn cone_cells(order: u8, ra: f64, dec: f64, r_deg: f64, out: &mut Vec
     let lat = dec.to_radians().clamp(-FRAC_PI_2, FRAC_PI_2);
     let bmoc = cdshealpix::nested::cone_coverage_approx(order, lon, lat, r);
     out.extend(bmoc.flat_iter().map(|h| h as i64));
-    // Near a pole: colatitude of the farthest point of the circle from the nearer pole, and
-    // the cells' mean size.
-    let nside = 1u64 << order;
-    let size = (4.0 * std::f64::consts::PI / layer.n_hash() as f64).sqrt();
-    let reach = (FRAC_PI_2 - lat.abs()) + r;
-    if reach > r + 4.0 * size {
-        return;
+    // Near a pole the small-cone coverage misses cells across it: add the polar rings.
+    if let Some(cap) = tessera_storage::healpix::polar_cap_cells(order, lat, r) {
+        out.extend(cap.into_iter().map(|h| h as i64));
+        out[start..].sort_unstable();
+        let mut v = out.split_off(start);
+        v.dedup();
+        out.extend(v);
     }
-    // Rings 1..=m of the polar cap (ring i holds 4i cells, centres at z = 1 − i²/(3·nside²))
-    // hold every point within `reach` of the pole when ring m−1's centres are beyond it.
-    let n = nside as f64;
-    let colat = |i: u64| {
-        (1.0 - (i * i) as f64 / (3.0 * n * n))
-            .clamp(-1.0, 1.0)
-            .acos()
-    };
-    let mut m = 1u64;
-    while m < nside && colat(m - 1) <= reach {
-        m += 1;
+}
+
+/// Whether `e` is a reference to the column `name` (regular identifiers case-insensitively).
+fn column_named(e: &Expr, name: &str) -> bool {
+    let mut e = e;
+    while let ExprKind::Nested(x) = &e.kind {
+        e = x;
     }
-    m += 1;
-    if m >= nside {
-        out.truncate(start);
-        out.extend(0..layer.n_hash() as i64);
-        return;
+    match &e.kind {
+        ExprKind::Column(parts) => parts.last().is_some_and(|c| {
+            if c.delimited {
+                c.name == name
+            } else {
+                c.name.eq_ignore_ascii_case(name)
+            }
+        }),
+        _ => false,
     }
-    let in_cap = 2 * m * (m + 1);
-    let ring: Box<dyn Iterator<Item = u64>> = if lat > 0.0 {
-        Box::new(0..in_cap)
-    } else {
-        Box::new(layer.n_hash() - in_cap..layer.n_hash())
-    };
-    out.extend(ring.map(|h| layer.from_ring(h) as i64));
-    out[start..].sort_unstable();
-    let mut v = out.split_off(start);
-    v.dedup();
-    out.extend(v);
 }
 
 /// The two points and the radius of a positional predicate.
@@ -490,11 +479,25 @@ impl<'a> Translator<'a> {
             (false, false) => None,
             (true, false) => Some(0),
             (false, true) => Some(1),
-            (true, true) => Some(if self.xm_catalog(b) && !self.xm_catalog(a) {
-                0
-            } else {
-                1
+            (true, true) => Some(match (self.xm_catalog(a), self.xm_catalog(b)) {
+                (false, true) => 0,
+                (true, false) => 1,
+                // Two catalogs: the smaller is expanded (fewer copies, a smaller hash table).
+                (true, true) if self.xm_rows(a) < self.xm_rows(b) => 0,
+                _ => 1,
             }),
+        }
+    }
+
+    /// A catalog's row count (`u64::MAX` when unknown).
+    fn xm_rows(&self, t: &TableRef) -> u64 {
+        match t {
+            TableRef::Table { name, span, .. } if !self.is_cte(name) => self
+                .find_table(name, *span)
+                .ok()
+                .and_then(|x| x.rows)
+                .unwrap_or(u64::MAX),
+            _ => u64::MAX,
         }
     }
 
@@ -539,8 +542,27 @@ impl<'a> Translator<'a> {
         ))
     }
 
-    /// The cell key of a point.
-    fn xm_key(&mut self, pt: (&Expr, &Expr), order: u8) -> Result<String> {
+    /// The cell key of a point. When the keyed side is a catalog and the point is its
+    /// declared position, the key is its `_healpix_29` shifted to the order (an integer
+    /// division, instead of hashing every row again).
+    fn xm_key(
+        &mut self,
+        pt: (&Expr, &Expr),
+        order: u8,
+        keyed: Option<&TableRef>,
+    ) -> Result<String> {
+        if let Some(t @ TableRef::Table { name, span, .. }) = keyed
+            && !self.is_cte(name)
+            && let Ok(x) = self.find_table(name, *span)
+            && let Some((ra, dec)) = &x.ra_dec
+            && x.columns.iter().any(|c| c.0 == "_healpix_29")
+            && column_named(pt.0, ra)
+            && column_named(pt.1, dec)
+            && let Some(q) = self.qualifier(t)
+        {
+            let div = 1u64 << (2 * (29 - u32::from(order.min(29))));
+            return Ok(format!("({q}.\"_healpix_29\" / {div})"));
+        }
         let ra = self.scalar(pt.0)?;
         let dec = self.scalar(pt.1)?;
         Ok(format!("ivo_healpix_index({order}, {ra}, {dec})"))
@@ -584,7 +606,8 @@ impl<'a> Translator<'a> {
             let (rs, xk) = self.xm_expand(right, &x)?;
             (l, rs, xk)
         };
-        let key = self.xm_key(key_pt, x.order)?;
+        let keyed = if expand == 0 { right } else { left };
+        let key = self.xm_key(key_pt, x.order, Some(keyed))?;
         let cond = self.scalar(on)?;
         Ok(Some(format!(
             "({l} {sql_kind} {rsql} ON ({key} = {xk}) AND ({cond}))"
@@ -599,7 +622,7 @@ impl<'a> Translator<'a> {
         selection: Option<&Expr>,
     ) -> Result<(String, Vec<String>)> {
         // Decide: item → (expansion, key point).
-        let mut plan: Vec<Option<(Expansion<'_>, (&Expr, &Expr))>> =
+        let mut plan: Vec<Option<(Expansion<'_>, (&Expr, &Expr), usize)>> =
             from.iter().map(|_| None).collect();
         if from.len() >= 2
             && let Some(w) = selection
@@ -629,6 +652,7 @@ impl<'a> Translator<'a> {
                     }
                 };
                 let (exp_pt, key_pt) = if e == i { (p.p, p.q) } else { (p.q, p.p) };
+                let keyed = if e == i { j } else { i };
                 plan[e] = Some((
                     Expansion {
                         point: exp_pt,
@@ -636,6 +660,7 @@ impl<'a> Translator<'a> {
                         r: p.r,
                     },
                     key_pt,
+                    keyed,
                 ));
             }
         }
@@ -646,10 +671,10 @@ impl<'a> Translator<'a> {
                 out.push_str(", ");
             }
             match p {
-                Some((x, key_pt)) => {
+                Some((x, key_pt, keyed)) => {
                     let (sql, xk) = self.xm_expand(t, x)?;
                     out.push_str(&sql);
-                    let key = self.xm_key(*key_pt, x.order)?;
+                    let key = self.xm_key(*key_pt, x.order, Some(&from[*keyed]))?;
                     extra.push(format!("({key} = {xk})"));
                 }
                 None => out.push_str(&self.table_ref(t)?),

@@ -176,13 +176,64 @@ pub fn cone_ranges(ra_deg: f64, dec_deg: f64, radius_deg: f64) -> Result<RangeSe
         return Ok(RangeSet::from_ranges(out));
     }
     let order = coverage_order(r);
-    let bmoc = nested::cone_coverage_approx(
-        order,
-        ra_deg.rem_euclid(360.0).to_radians(),
-        dec_deg.to_radians(),
-        r,
-    );
-    Ok(bmoc_to_ranges(&bmoc))
+    let lat = dec_deg.to_radians();
+    let bmoc = nested::cone_coverage_approx(order, ra_deg.rem_euclid(360.0).to_radians(), lat, r);
+    let mut set = bmoc_to_ranges(&bmoc);
+    if let Some(cap) = polar_cap_cells(order, lat, r) {
+        let shift = 2 * (ORDER_29 - order) as u32;
+        let mut all = set.ranges().to_vec();
+        all.extend(
+            cap.into_iter()
+                .map(|h| ((h << shift) as i64)..(((h + 1) << shift) as i64)),
+        );
+        set = RangeSet::from_ranges(all);
+    }
+    Ok(set)
+}
+
+/// The cells (NESTED, at `order`) a cone centred at latitude `lat_rad` with radius `r_rad`
+/// may reach across the nearer pole, when it comes within a few cells of it; `None` when it
+/// does not.
+///
+/// `cdshealpix::nested::cone_coverage_approx` takes the 3×3 neighbourhood of the centre's cell
+/// when the radius is below the cells' width. At a pole four base cells meet, and a small cone
+/// around a point near the pole reaches cells of the opposite base cells that are not
+/// neighbours, which that neighbourhood misses (e.g. centre (228.418°, −89.99956°), 2″: a
+/// point 1.9999996″ away was outside the coverage). So every cell of the polar rings the cone
+/// may reach is added (rings counted in the RING scheme, converted to NESTED).
+pub fn polar_cap_cells(order: u8, lat_rad: f64, r_rad: f64) -> Option<Vec<u64>> {
+    use std::f64::consts::{FRAC_PI_2, PI};
+    let layer = nested::get(order);
+    let nside = 1u64 << order;
+    let size = (4.0 * PI / layer.n_hash() as f64).sqrt();
+    // Farthest reach of the cone from the nearer pole.
+    let reach = (FRAC_PI_2 - lat_rad.abs()) + r_rad;
+    if reach > r_rad + 4.0 * size {
+        return None;
+    }
+    // Rings 1..=m of the polar cap (ring i holds 4i cells, centres at z = 1 − i²/(3·nside²))
+    // hold every point within `reach` of the pole when ring m−1's centres are beyond it.
+    let n = nside as f64;
+    let colat = |i: u64| {
+        (1.0 - (i * i) as f64 / (3.0 * n * n))
+            .clamp(-1.0, 1.0)
+            .acos()
+    };
+    let mut m = 1u64;
+    while m < nside && colat(m - 1) <= reach {
+        m += 1;
+    }
+    m += 1;
+    if m >= nside {
+        return Some((0..layer.n_hash()).collect());
+    }
+    let in_cap = 2 * m * (m + 1);
+    let ring = if lat_rad > 0.0 {
+        0..in_cap
+    } else {
+        layer.n_hash() - in_cap..layer.n_hash()
+    };
+    Some(ring.map(|h| layer.from_ring(h)).collect())
 }
 
 /// Returns `_healpix_29` ranges covering a spherical polygon with great-circle edges
@@ -253,6 +304,54 @@ mod tests {
         );
         // RA wraps.
         assert_eq!(hash29(-10.0, 5.0).unwrap(), hash29(350.0, 5.0).unwrap());
+    }
+
+    /// Points within the radius of cones near the poles (where cdshealpix's small-cone
+    /// coverage misses cells across the pole) are inside the ranges.
+    #[test]
+    fn polar_cones_cover_every_point_within_the_radius() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        // The case found by the crossmatch tests.
+        let set = cone_ranges(228.41830348574837, -89.99956478234276, 2.0 / 3600.0).unwrap();
+        assert!(set.contains(hash29(179.1241212674492, -89.99926918122898).unwrap()));
+        for &r in &[
+            0.1 / 3600.0,
+            1.0 / 3600.0,
+            2.0 / 3600.0,
+            1.0 / 60.0,
+            0.5,
+            3.0,
+        ] {
+            for n in 0..400 {
+                let sign = if n % 2 == 0 { 1.0 } else { -1.0 };
+                let dec = sign * (90.0 - rng.random_range(0.0..3.0 * r));
+                let ra = rng.random_range(0.0..360.0);
+                let set = cone_ranges(ra, dec, r).unwrap();
+                let c = unit(ra, dec);
+                for _ in 0..50 {
+                    // A random point within r of the centre, by rejection from a box.
+                    let (pra, pdec) = loop {
+                        let pdec: f64 = (dec + rng.random_range(-r..r)).clamp(-90.0, 90.0);
+                        let pra = rng.random_range(0.0..360.0);
+                        let p = unit(pra, pdec);
+                        let d = (p[0] * c[0] + p[1] * c[1] + p[2] * c[2]).clamp(-1.0, 1.0);
+                        if d.acos().to_degrees() < r * (1.0 - 1e-9) {
+                            break (pra, pdec);
+                        }
+                    };
+                    assert!(
+                        set.contains(hash29(pra, pdec).unwrap()),
+                        "cone ({ra}, {dec}, {r}) misses ({pra}, {pdec})"
+                    );
+                }
+            }
+        }
+    }
+
+    fn unit(ra: f64, dec: f64) -> [f64; 3] {
+        let (r, d) = (ra.to_radians(), dec.to_radians());
+        [d.cos() * r.cos(), d.cos() * r.sin(), d.sin()]
     }
 
     #[test]
