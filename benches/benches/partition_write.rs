@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tessera_benches::{catalog_schema, partition_batch};
 use tessera_storage::healpix::{hash29, pixel_at};
-use tessera_storage::{CatalogBuilder, LeafSettings, Location, Pixel};
+use tessera_storage::{CatalogBuilder, LeafCodec, LeafSettings, Location, Pixel};
 
 const ROWS: usize = 1_000_000;
 
@@ -27,8 +27,13 @@ fn write_leaf(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(6));
     g.warm_up_time(Duration::from_secs(1));
-    for level in [3, 15] {
+    for (name, codec, level) in [
+        ("lz4", LeafCodec::Lz4, 0),
+        ("zstd3", LeafCodec::Zstd, 3),
+        ("zstd15", LeafCodec::Zstd, 15),
+    ] {
         let settings = LeafSettings {
+            codec,
             zstd_level: level,
             ..LeafSettings::default()
         };
@@ -36,7 +41,7 @@ fn write_leaf(c: &mut Criterion) {
         let builder = |n: &mut u64| {
             *n += 1;
             let loc =
-                Location::local(&dir.path().join(format!("zstd{level}/cat{n}"))).expect("loc");
+                Location::local(&dir.path().join(format!("{name}/cat{n}"))).expect("loc");
             CatalogBuilder::new(&loc, schema.clone(), &settings, dir.path()).expect("builder")
         };
         let b0 = builder(&mut n);
@@ -44,13 +49,13 @@ fn write_leaf(c: &mut Criterion) {
             .write_leaf(pixel, std::slice::from_ref(&batch))
             .expect("write");
         eprintln!(
-            "write_leaf_1M/zstd{level}: leaf {:.1} MiB ({:.1} bytes/row, {} row groups)",
+            "write_leaf_1M/{name}: leaf {:.1} MiB ({:.1} bytes/row, {} row groups)",
             info.bytes as f64 / (1 << 20) as f64,
             info.bytes as f64 / ROWS as f64,
             info.metadata.num_row_groups()
         );
         drop(b0);
-        g.bench_with_input(BenchmarkId::new("zstd", level), &level, |b, _| {
+        g.bench_with_input(BenchmarkId::new("codec", name), &name, |b, _| {
             b.iter_batched(
                 || builder(&mut n),
                 |cb| {

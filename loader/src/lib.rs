@@ -20,4 +20,4 @@ pub use error::{Error, Result};
 pub use pipeline::{LoadOptions, LoadReport, load};
 pub use plan::PlanSettings;
 pub use source::{BadRow, BadRows, Format, ReadOptions};
-pub use tessera_storage::{LeafSettings, StoreOptions};
+pub use tessera_storage::{LeafCodec, LeafSettings, StoreOptions};

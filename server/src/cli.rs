@@ -108,7 +108,11 @@ pub struct LoadArgs {
     /// Rows per Parquet data page at most (the page index prunes small cones to these).
     #[arg(long, default_value_t = 1024)]
     pub page_rows: usize,
-    /// ZSTD compression level of the leaves (hats-import uses 15).
+    /// Page compression of the leaves: lz4 (fast to write and read), zstd (smallest files,
+    /// with --zstd-level), snappy or none.
+    #[arg(long, default_value = "lz4")]
+    pub compression: tessera_loader::LeafCodec,
+    /// ZSTD compression level, with --compression zstd (hats-import uses 15).
     #[arg(long, default_value_t = 3)]
     pub zstd_level: i32,
     /// Do not write the legacy `properties` copy of hats.properties (needed only by hats < 0.5;
@@ -390,6 +394,7 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
         leaf: tessera_loader::LeafSettings {
             row_group_rows: a.row_group_rows,
             page_rows: a.page_rows,
+            codec: a.compression,
             zstd_level: a.zstd_level,
             sort_columns: a.sort_columns,
             legacy_properties: !a.no_legacy_properties,

@@ -29,4 +29,6 @@ pub use properties::Properties;
 pub use reader::{Catalog, CatalogEntry, list_catalogs};
 pub use skymap::Skymap;
 pub use store::{Location, StoreOptions};
-pub use writer::{CatalogBuilder, HEALPIX_COLUMN, LeafSettings, LeafWriter, StagedCatalog};
+pub use writer::{
+    CatalogBuilder, HEALPIX_COLUMN, LeafCodec, LeafSettings, LeafWriter, StagedCatalog,
+};

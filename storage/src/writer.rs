@@ -49,6 +49,8 @@ pub struct LeafSettings {
     /// Rows per data page at most (also bounded by 128 KiB). Small pages let the page index
     /// confine a small cone to a few kilobytes per column.
     pub page_rows: usize,
+    /// Page compression.
+    pub codec: LeafCodec,
     /// ZSTD level (hats uses 15; lower levels write much faster for slightly larger files).
     pub zstd_level: i32,
     /// Secondary sort columns after `_healpix_29` (`hats_cols_sort`).
@@ -63,6 +65,7 @@ impl Default for LeafSettings {
         LeafSettings {
             row_group_rows: 65_536,
             page_rows: 1024,
+            codec: LeafCodec::default(),
             zstd_level: 3,
             sort_columns: Vec::new(),
             legacy_properties: true,
@@ -70,7 +73,43 @@ impl Default for LeafSettings {
     }
 }
 
-/// The writer properties for leaves of `schema` (which starts with `_healpix_29`): ZSTD,
+/// How leaf pages are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// LZ4 is the default. On 20M synthetic rows (1024-row pages, 2 shared cores) it made files
+/// 8 % larger than ZSTD level 3 (1882 vs 1736 MB) but loaded in 29 s instead of 47 s, answered
+/// small cones in 0.12–0.14 ms instead of 0.37 ms and a full-scan histogram in 315 instead of
+/// 480 ms. Part of ZSTD's cost is per column chunk read, not per byte: the parquet crate makes
+/// a ZSTD compression and a decompression context for every column chunk it opens, and each
+/// runs `cpuid`, which traps to the hypervisor on virtual machines like ours.
+pub enum LeafCodec {
+    /// ZSTD at [`LeafSettings::zstd_level`]: the smallest files.
+    Zstd,
+    /// LZ4 (the `LZ4_RAW` codec): slightly larger files, much faster to write and read.
+    #[default]
+    Lz4,
+    /// Snappy, pyarrow's default.
+    Snappy,
+    /// No compression.
+    None,
+}
+
+impl std::str::FromStr for LeafCodec {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "zstd" => Ok(LeafCodec::Zstd),
+            "lz4" | "lz4_raw" => Ok(LeafCodec::Lz4),
+            "snappy" => Ok(LeafCodec::Snappy),
+            "none" | "uncompressed" => Ok(LeafCodec::None),
+            _ => Err(format!(
+                "unknown compression {s:?}: use zstd, lz4, snappy or none"
+            )),
+        }
+    }
+}
+
+/// The writer properties for leaves of `schema` (which starts with `_healpix_29`): LZ4 or ZSTD,
 /// BYTE_STREAM_SPLIT floats, DELTA_BINARY_PACKED `_healpix_29`, dictionaries elsewhere,
 /// pages of at most 1024 rows and 128 KiB, page-level statistics and page index, `sorting_columns`, and VOParquet
 /// metadata.
@@ -79,10 +118,17 @@ pub fn leaf_properties(
     table_name: &str,
     settings: &LeafSettings,
 ) -> Result<WriterProperties> {
-    let level = ZstdLevel::try_new(settings.zstd_level).map_err(|e| Error::Invalid {
-        what: "ZSTD level",
-        message: e.to_string(),
-    })?;
+    let compression = match settings.codec {
+        LeafCodec::Zstd => Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).map_err(
+            |e| Error::Invalid {
+                what: "ZSTD level",
+                message: e.to_string(),
+            },
+        )?),
+        LeafCodec::Lz4 => Compression::LZ4_RAW,
+        LeafCodec::Snappy => Compression::SNAPPY,
+        LeafCodec::None => Compression::UNCOMPRESSED,
+    };
     let mut sorting = vec![SortingColumn {
         column_idx: 0,
         descending: false,
@@ -100,7 +146,7 @@ pub fn leaf_properties(
         });
     }
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+        .set_compression(compression)
         .set_max_row_group_row_count(Some(settings.row_group_rows.max(1)))
         .set_data_page_size_limit(128 * 1024)
         .set_data_page_row_count_limit(settings.page_rows.max(1))
