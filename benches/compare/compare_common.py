@@ -133,9 +133,9 @@ DATASETS = {
     },
 }
 
-# Catalogs loaded before this time (UTC) have the old leaf layout (commit 235aa61: data pages
-# of at most 1024 rows) and are reloaded.
-LAYOUT_EPOCH = dt.datetime(2026, 11, 21, 13, 50, tzinfo=dt.timezone.utc)
+# Catalogs loaded before this time (UTC) have an old leaf layout (last change: d06739e, LZ4
+# leaves; before it 235aa61, data pages of at most 1024 rows) and are reloaded.
+LAYOUT_EPOCH = dt.datetime(2026, 11, 21, 15, 25, tzinfo=dt.timezone.utc)  # d06739e: LZ4 leaves
 
 
 def dataset_input(spec: dict) -> Path:
