@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod formats;
 pub mod query_cli;
 pub mod routes;
