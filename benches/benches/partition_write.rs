@@ -40,8 +40,7 @@ fn write_leaf(c: &mut Criterion) {
         let mut n = 0u64;
         let builder = |n: &mut u64| {
             *n += 1;
-            let loc =
-                Location::local(&dir.path().join(format!("{name}/cat{n}"))).expect("loc");
+            let loc = Location::local(&dir.path().join(format!("{name}/cat{n}"))).expect("loc");
             CatalogBuilder::new(&loc, schema.clone(), &settings, dir.path()).expect("builder")
         };
         let b0 = builder(&mut n);

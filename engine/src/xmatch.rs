@@ -130,6 +130,10 @@ fn column_named(e: &Expr, name: &str) -> bool {
     }
 }
 
+/// A FROM item's crossmatch plan in a comma join: its expansion, the point that keys the
+/// other side, and that side's index.
+type Planned<'q> = (Expansion<'q>, (&'q Expr, &'q Expr), usize);
+
 /// The two points and the radius of a positional predicate.
 struct Pred<'q> {
     p: (&'q Expr, &'q Expr),
@@ -622,8 +626,7 @@ impl<'a> Translator<'a> {
         selection: Option<&Expr>,
     ) -> Result<(String, Vec<String>)> {
         // Decide: item → (expansion, key point).
-        let mut plan: Vec<Option<(Expansion<'_>, (&Expr, &Expr), usize)>> =
-            from.iter().map(|_| None).collect();
+        let mut plan: Vec<Option<Planned<'_>>> = from.iter().map(|_| None).collect();
         if from.len() >= 2
             && let Some(w) = selection
         {

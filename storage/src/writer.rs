@@ -119,12 +119,14 @@ pub fn leaf_properties(
     settings: &LeafSettings,
 ) -> Result<WriterProperties> {
     let compression = match settings.codec {
-        LeafCodec::Zstd => Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).map_err(
-            |e| Error::Invalid {
-                what: "ZSTD level",
-                message: e.to_string(),
-            },
-        )?),
+        LeafCodec::Zstd => {
+            Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).map_err(|e| {
+                Error::Invalid {
+                    what: "ZSTD level",
+                    message: e.to_string(),
+                }
+            })?)
+        }
         LeafCodec::Lz4 => Compression::LZ4_RAW,
         LeafCodec::Snappy => Compression::SNAPPY,
         LeafCodec::None => Compression::UNCOMPRESSED,

@@ -701,8 +701,7 @@ async fn fast_cone_path_equals_general_path() {
     let e = fast
         .query(bad, &limits)
         .await
-        .err()
-        .expect("dec 95 is an error");
+        .expect_err("dec 95 is an error");
     assert_eq!(e.kind(), ErrorKind::Geometry, "{e}");
 }
 

@@ -11,9 +11,9 @@ mod engine;
 mod memory;
 /// Loading and reading back: row counts and value checksums preserved.
 mod roundtrip;
-/// Spatial queries against brute force on random data; pruning shown by the metrics.
-mod spatial;
 /// Catalogs on a real S3-compatible server (moto, started by the test).
 mod s3;
+/// Spatial queries against brute force on random data; pruning shown by the metrics.
+mod spatial;
 /// Crossmatch joins against brute force.
 mod xmatch;

@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
 use proptest::prelude::*;
 use tessera_engine::{Engine, EngineOptions, Limits, Location};
