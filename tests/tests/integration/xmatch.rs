@@ -551,3 +551,87 @@ async fn unaliased_tables() {
     assert!(!sql.contains("adql_cone_cells"), "{sql}");
     e.plan(q, &Limits::default()).await.unwrap();
 }
+
+/// Hipparcos × Gaia DR3 bright at 2″ (the issue's benchmark pair): the crossmatch returns
+/// exactly the brute-force pairs (a declination-sorted sweep over all 118k × 482k positions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hip2_with_gaia_bright_at_2_arcsec_equals_brute_force() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type};
+    let root = crate::spatial::gaia_root();
+    let e = tessera_engine::Engine::open(tessera_engine::Location::local(root).unwrap())
+        .await
+        .unwrap();
+    let limits = tessera_engine::Limits::default();
+    let rows = |q: &'static str| {
+        let e = e.clone();
+        let limits = limits.clone();
+        async move {
+            let (b, _) = e.query(q, &limits).await.unwrap().collect().await.unwrap();
+            let mut out = Vec::new();
+            for b in &b {
+                let id = b.column(0).as_primitive::<Int64Type>();
+                let ra = b.column(1).as_primitive::<Float64Type>();
+                let dec = b.column(2).as_primitive::<Float64Type>();
+                for i in 0..b.num_rows() {
+                    out.push((id.value(i), ra.value(i), dec.value(i)));
+                }
+            }
+            out
+        }
+    };
+    let hip =
+        rows("SELECT CAST(HIP AS BIGINT), ra, dec FROM hipparcos.hip2 WHERE ra IS NOT NULL").await;
+    let mut gaia = rows("SELECT source_id, ra, dec FROM gaia.gaia_bright").await;
+    assert_eq!(gaia.len(), 482_176);
+    let r = 2.0 / 3600.0;
+    let unit = |ra: f64, dec: f64| {
+        let (a, d) = (ra.to_radians(), dec.to_radians());
+        [d.cos() * a.cos(), d.cos() * a.sin(), d.sin()]
+    };
+    let angle = |p: [f64; 3], q: [f64; 3]| {
+        // Half-chord: accurate at arcsecond separations.
+        let c = ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2)).sqrt();
+        2.0 * (c / 2.0).asin().to_degrees()
+    };
+    gaia.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let mut want = std::collections::BTreeSet::new();
+    let mut near = Vec::new();
+    for h in &hip {
+        let p = unit(h.1, h.2);
+        let start = gaia.partition_point(|g| g.2 < h.2 - 2.0 * r);
+        for g in gaia[start..].iter().take_while(|g| g.2 <= h.2 + 2.0 * r) {
+            let d = angle(p, unit(g.1, g.2));
+            if d < r {
+                want.insert((h.0, g.0));
+            }
+            if (d - r).abs() < 1e-9 {
+                near.push((h.0, g.0));
+            }
+        }
+    }
+    let q = "SELECT h.HIP, g.source_id FROM hipparcos.hip2 AS h JOIN gaia.gaia_bright AS g \
+             ON DISTANCE(POINT(h.ra, h.dec), POINT(g.ra, g.dec)) < 2.0 / 3600";
+    let plan = e.explain_analyze(q, &limits).await.unwrap();
+    assert!(!plan.contains("NestedLoopJoin"), "{plan}");
+    let (b, _) = e.query(q, &limits).await.unwrap().collect().await.unwrap();
+    let mut got = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for b in &b {
+        let hc = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+        let hc = hc.as_primitive::<Int64Type>();
+        let gc = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            got.insert((hc.value(i), gc.value(i)));
+            n += 1;
+        }
+    }
+    assert_eq!(n, got.len(), "duplicated pairs");
+    assert!(want.len() > 90_000, "{} pairs", want.len());
+    for p in got.symmetric_difference(&want) {
+        assert!(
+            near.contains(p),
+            "pair {p:?} differs and is not on the 2\" boundary"
+        );
+    }
+}
