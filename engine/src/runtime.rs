@@ -34,8 +34,9 @@ const AHEAD: usize = 2;
 /// The compute runtime, started on first use and shared by every engine of the process (as
 /// the memory pool's budget is, in practice). One worker per core: DataFusion's
 /// `target_partitions` is sized to the same count.
-pub(crate) fn handle() -> &'static Handle {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+/// An error (threads that could not be spawned) is kept and returned to every query.
+pub(crate) fn handle() -> std::result::Result<&'static Handle, String> {
+    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -44,9 +45,11 @@ pub(crate) fn handle() -> &'static Handle {
                 .thread_name("tessera-compute")
                 .enable_all()
                 .build()
-                .expect("starting the compute runtime")
+                .map_err(|e| format!("starting the compute runtime: {e}"))
         })
-        .handle()
+        .as_ref()
+        .map(Runtime::handle)
+        .map_err(Clone::clone)
 }
 
 /// Aborts the task when dropped.
@@ -69,7 +72,8 @@ pub(crate) async fn execute(
 ) -> Result<SendableRecordBatchStream> {
     let (schema_tx, schema_rx) = oneshot::channel::<Result<SchemaRef>>();
     let (tx, rx) = mpsc::channel(AHEAD);
-    let task = AbortOnDrop(handle().spawn(async move {
+    let runtime = handle().map_err(datafusion::error::DataFusionError::Execution)?;
+    let task = AbortOnDrop(runtime.spawn(async move {
         let mut ctx = df.task_ctx();
         if let Some(pool) = pool {
             let mut env = RuntimeEnv::clone(&ctx.runtime_env());
@@ -183,8 +187,10 @@ mod tests {
     #[test]
     fn compute_runs_on_its_own_threads() {
         let name = handle()
+            .unwrap()
             .block_on(async {
                 handle()
+                    .unwrap()
                     .spawn(async { std::thread::current().name().map(String::from) })
                     .await
             })
@@ -216,7 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn results_arrive_and_dropping_the_stream_stops_the_work() {
-        let alive = || handle().metrics().num_alive_tasks();
+        let alive = || handle().unwrap().metrics().num_alive_tasks();
         // A short query answers through the channel.
         let ctx = SessionContext::new();
         let df = ctx.sql("SELECT 1 + 1 AS two").await.unwrap();
