@@ -47,6 +47,7 @@ use crate::adql::ast::{
 };
 use crate::geom::kernels::{self, Num};
 use crate::query::{Limits, QueryResult};
+use crate::translate::eq_ident;
 use crate::{CatalogInfo, Error, ErrorKind, Result};
 
 /// Rows the selected pages may hold at most for the fast path; a wider cone goes through
@@ -189,9 +190,14 @@ pub(crate) struct ConeQuery {
 
 impl ConePath {
     /// Builds the fast-path view of the catalogs from the leaves the engine listed.
-    pub(crate) fn new(catalogs: &[CatalogInfo], leaves: Vec<Vec<(Path, u64)>>) -> ConePath {
+    /// `leaves`: per catalog, its table schema (as the session exposes it) and its leaf
+    /// files in partition order.
+    pub(crate) fn new(
+        catalogs: &[CatalogInfo],
+        leaves: Vec<(SchemaRef, Vec<(Path, u64)>)>,
+    ) -> ConePath {
         let mut tables = Vec::new();
-        for (c, files) in catalogs.iter().zip(leaves) {
+        for (c, (schema, files)) in catalogs.iter().zip(leaves) {
             let (Some(ra), Some(dec)) = (&c.ra_dec.0, &c.ra_dec.1) else {
                 continue;
             };
@@ -199,15 +205,6 @@ impl ConePath {
             let (Some(ra), Some(dec)) = (find(ra), find(dec)) else {
                 continue;
             };
-            let schema = Arc::new(Schema::new(
-                c.columns
-                    .iter()
-                    .map(|col| {
-                        Field::new(&col.name, col.arrow_type.clone(), true)
-                            .with_metadata(col.meta.to_map())
-                    })
-                    .collect::<Vec<_>>(),
-            ));
             tables.push(ConeTable {
                 schema_name: c.schema.clone(),
                 table_name: c.table.clone(),
@@ -781,15 +778,6 @@ fn unnest(mut e: &Expr) -> &Expr {
         e = x;
     }
     e
-}
-
-/// ADQL identifier matching: regular identifiers case-insensitively, delimited exactly.
-fn eq_ident(id: &Ident, name: &str) -> bool {
-    if id.delimited {
-        id.name == name
-    } else {
-        id.name.eq_ignore_ascii_case(name)
-    }
 }
 
 /// Whether two identifiers name the same thing (an alias and its use).

@@ -107,7 +107,7 @@ fn limit_memory(
         .min(limit / partitions / 16);
     let pool = TrackConsumersPool::new(
         FairSpillPool::new(limit),
-        NonZeroUsize::new(5).expect("5 > 0"),
+        NonZeroUsize::MIN.saturating_add(4), // the 5 largest consumers
     );
     rt.with_memory_pool(Arc::new(pool))
         .with_max_spill_merge_fan_in(4)
@@ -272,8 +272,8 @@ impl Session {
                     .collect::<Vec<_>>(),
             ));
             let store_url = ObjectStoreUrl::parse(&base).map_err(internal)?;
-            let table = HatsTable::open(c, store_url, schema).await?;
-            leaf_files.push(table.leaf_files());
+            let table = HatsTable::open(c, store_url, schema.clone()).await?;
+            leaf_files.push((schema, table.leaf_files()));
             ctx.register_table(
                 TableReference::partial(c.schema.as_str(), c.table.as_str()),
                 Arc::new(table),

@@ -283,7 +283,7 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn eq_ident(id: &Ident, name: &str) -> bool {
+pub(crate) fn eq_ident(id: &Ident, name: &str) -> bool {
     if id.delimited {
         id.name == name
     } else {

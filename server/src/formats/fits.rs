@@ -291,10 +291,11 @@ impl<W: Write + Send> ResultWriter<W> for FitsWriter<W> {
         }
         let cols = prepare(&self.specs, batch)?;
         self.observe(&cols, batch.num_rows());
-        if self.spool.is_none() {
-            self.spool = Some(self.open_spool(&cols)?);
-        }
-        let spool = self.spool.as_mut().expect("opened above");
+        let spool = match self.spool.take() {
+            Some(s) => s,
+            None => self.open_spool(&cols)?,
+        };
+        let spool = self.spool.insert(spool);
         let arrays = cols.iter().map(Prepared::array).collect();
         let b = RecordBatch::try_new(spool.schema.clone(), arrays)?;
         spool.writer.write(&b)?;

@@ -161,7 +161,7 @@ pub(crate) fn metadata_document(schema: &Schema, table_name: &str) -> String {
     out.extend_from_slice(b">\n");
     fields(&mut out, &col_specs(schema));
     out.extend_from_slice(b"</TABLE>\n</RESOURCE>\n</VOTABLE>\n");
-    String::from_utf8(out).expect("escaped UTF-8")
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A complete VOTable error document (DALI): a `results` RESOURCE holding only
@@ -173,7 +173,7 @@ pub fn error_document(message: &str) -> String {
     out.extend_from_slice(b"<RESOURCE type=\"results\">\n");
     info(&mut out, "QUERY_STATUS", "ERROR", Some(message));
     out.extend_from_slice(b"</RESOURCE>\n</VOTABLE>\n");
-    String::from_utf8(out).expect("escaped UTF-8")
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Streaming VOTable writer (see the module documentation).
@@ -230,7 +230,7 @@ impl<W: Write + Send> VoTableWriter<W> {
     }
 
     /// Base64-encodes whole lines of `raw` (all of it, padded, when `last`).
-    fn encode_raw(&mut self, last: bool) {
+    fn encode_raw(&mut self, last: bool) -> Result<(), FormatError> {
         let full = self.raw.len() / B64_LINE * B64_LINE;
         let lines = full / B64_LINE;
         let mut at = self.buf.len();
@@ -238,7 +238,7 @@ impl<W: Write + Send> VoTableWriter<W> {
         for chunk in self.raw[..full].chunks_exact(B64_LINE) {
             let n = STANDARD
                 .encode_slice(chunk, &mut self.buf[at..at + 76])
-                .expect("76 bytes hold 57 encoded");
+                .map_err(std::io::Error::other)?;
             debug_assert_eq!(n, 76);
             self.buf[at + 76] = b'\n';
             at += 77;
@@ -250,22 +250,24 @@ impl<W: Write + Send> VoTableWriter<W> {
             self.buf.push(b'\n');
             self.raw.clear();
         }
+        Ok(())
     }
 
     /// Closes the data and the table.
-    fn close_table(&mut self) {
+    fn close_table(&mut self) -> Result<(), FormatError> {
         match self.ser {
             Serialization::Tabledata => self.buf.extend_from_slice(b"</TABLEDATA>\n"),
             Serialization::Binary2 => {
-                self.encode_raw(true);
+                self.encode_raw(true)?;
                 self.buf.extend_from_slice(b"</STREAM>\n</BINARY2>\n");
             }
         }
         self.buf.extend_from_slice(b"</DATA>\n</TABLE>\n");
+        Ok(())
     }
 
     fn end(mut self, status: Option<(&str, Option<&str>)>) -> Result<W, FormatError> {
-        self.close_table();
+        self.close_table()?;
         if let Some((value, message)) = status {
             info(&mut self.buf, "QUERY_STATUS", value, message);
         }
@@ -285,7 +287,7 @@ impl<W: Write + Send> ResultWriter<W> for VoTableWriter<W> {
             }
             Serialization::Binary2 => {
                 binary2(&mut self.raw, &self.specs, &cols, batch.num_rows());
-                self.encode_raw(false);
+                self.encode_raw(false)?;
             }
         }
         self.flush_buf()
