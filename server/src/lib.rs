@@ -8,3 +8,4 @@ pub mod demo;
 pub mod formats;
 pub mod query_cli;
 pub mod routes;
+pub mod tap;

@@ -1,0 +1,1 @@
+//! UWS 1.1 (placeholder).

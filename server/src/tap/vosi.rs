@@ -1,0 +1,1 @@
+//! VOSI and DALI documents (placeholder).
