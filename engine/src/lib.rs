@@ -25,7 +25,7 @@ mod translate;
 mod units;
 
 pub use error::{Error, ErrorKind, Result};
-pub use query::{Engine, EngineOptions, FunctionDecl, Limits, QueryResult};
+pub use query::{Engine, EngineOptions, FunctionDecl, Limits, QueryResult, UploadTable};
 
 /// A column as the archive exposes it.
 #[derive(Debug, Clone)]

@@ -19,8 +19,9 @@ use tessera_storage::columns;
 
 use crate::adql::ParseLimits;
 use crate::session::{QueryPool, Session, map_error, query_cap};
-use crate::translate::translate;
+use crate::translate::{ExposedTable, translate};
 use crate::{Archive, Error, ErrorKind, Location, Result};
+use datafusion::prelude::SessionContext;
 
 /// Limits a caller puts on one query. The engine enforces them itself.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +98,17 @@ impl QueryResult {
         }
         Ok((out, self.overflowed()))
     }
+}
+
+/// A table uploaded with a query, readable as `TAP_UPLOAD.<name>` by that query only.
+#[derive(Debug, Clone)]
+pub struct UploadTable {
+    /// The table name (without the `TAP_UPLOAD.` schema).
+    pub name: String,
+    /// Its columns; field metadata (unit, ucd, description) flows to the result.
+    pub schema: SchemaRef,
+    /// Its rows.
+    pub batches: Vec<RecordBatch>,
 }
 
 /// The ADQL engine over one archive.
@@ -187,9 +199,20 @@ impl Engine {
         adql: &str,
         limits: &Limits,
     ) -> Result<(LogicalPlan, crate::translate::Translation)> {
+        self.prepare_in(adql, limits, &self.session.ctx, &self.session.tables)
+            .await
+    }
+
+    async fn prepare_in(
+        &self,
+        adql: &str,
+        limits: &Limits,
+        ctx: &SessionContext,
+        tables: &[ExposedTable],
+    ) -> Result<(LogicalPlan, crate::translate::Translation)> {
         let q = crate::adql::parse(adql, &limits.parse)?;
-        let t = translate(&q, &self.session.tables)?;
-        let mut plan = self.session.plan(&t).await?;
+        let t = translate(&q, tables)?;
+        let mut plan = self.session.plan_in(ctx, &t).await?;
         if let Some(max) = limits.max_rows {
             plan = LogicalPlanBuilder::from(plan)
                 .limit(
@@ -204,8 +227,24 @@ impl Engine {
 
     /// Runs a query.
     pub async fn query(&self, adql: &str, limits: &Limits) -> Result<QueryResult> {
+        self.query_with_uploads(adql, limits, Vec::new()).await
+    }
+
+    /// Runs a query that may read tables uploaded with it (`TAP_UPLOAD.<name>`, TAP 1.1
+    /// §3.3.1), including in joins and crossmatches with the catalogs.
+    pub async fn query_with_uploads(
+        &self,
+        adql: &str,
+        limits: &Limits,
+        uploads: Vec<UploadTable>,
+    ) -> Result<QueryResult> {
         let deadline = limits.timeout.map(|t| tokio::time::Instant::now() + t);
-        if self.session.fast_cone {
+        let view = if uploads.is_empty() {
+            None
+        } else {
+            Some(self.session.with_uploads(uploads)?)
+        };
+        if self.session.fast_cone && view.is_none() {
             let fast = self.fast_cone(adql, limits);
             let fast = match deadline {
                 Some(d) => tokio::time::timeout_at(d, fast)
@@ -217,7 +256,7 @@ impl Engine {
                 return Ok(r);
             }
         }
-        let work = self.start(adql, limits);
+        let work = self.start(adql, limits, view.as_ref());
         match deadline {
             Some(d) => tokio::time::timeout_at(d, work)
                 .await
@@ -250,12 +289,19 @@ impl Engine {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn start(&self, adql: &str, limits: &Limits) -> Result<QueryResult> {
-        let (plan, t) = self.prepare(adql, limits).await?;
+    async fn start(
+        &self,
+        adql: &str,
+        limits: &Limits,
+        view: Option<&(SessionContext, Vec<ExposedTable>)>,
+    ) -> Result<QueryResult> {
+        let (ctx, tables) = match view {
+            Some((c, t)) => (c, t.as_slice()),
+            None => (&self.session.ctx, self.session.tables.as_slice()),
+        };
+        let (plan, t) = self.prepare_in(adql, limits, ctx, tables).await?;
         let logical = plan.schema().as_arrow().clone();
-        let df = self
-            .session
-            .ctx
+        let df = ctx
             .execute_logical_plan(plan)
             .await
             .map_err(|e| map_error(e, &t))?;

@@ -313,9 +313,91 @@ impl Session {
         })
     }
 
+    /// A query's own view of the session: the exposed tables plus `uploads` as
+    /// `TAP_UPLOAD.<name>`. The uploads live in a schema of this view only (an overlay on
+    /// the shared catalog), so concurrent queries with uploads of the same name never see
+    /// each other's, and nothing needs removing afterwards. Planning state, functions,
+    /// object stores and the memory pool are the session's.
+    pub(crate) fn with_uploads(
+        &self,
+        uploads: Vec<crate::UploadTable>,
+    ) -> Result<(SessionContext, Vec<ExposedTable>)> {
+        let base = self
+            .ctx
+            .catalog("datafusion")
+            .ok_or_else(|| internal("no default catalog"))?;
+        let schema = Arc::new(MemorySchemaProvider::new());
+        let mut tables = self.tables.clone();
+        for u in uploads {
+            if tables
+                .iter()
+                .any(|t| t.schema == UPLOAD_SCHEMA && t.table.eq_ignore_ascii_case(&u.name))
+            {
+                return Err(Error::query(
+                    ErrorKind::Semantic,
+                    format!("two uploaded tables are named {}", u.name),
+                ));
+            }
+            let rows: usize = u.batches.iter().map(|b| b.num_rows()).sum();
+            let columns = u
+                .schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    (
+                        f.name().clone(),
+                        f.metadata().get(tessera_storage::columns::UNIT).cloned(),
+                    )
+                })
+                .collect();
+            let mem = MemTable::try_new(u.schema.clone(), vec![u.batches]).map_err(|e| {
+                Error::query(
+                    ErrorKind::Semantic,
+                    format!("uploaded table {}: {e}", u.name),
+                )
+            })?;
+            datafusion::catalog::SchemaProvider::register_table(
+                schema.as_ref(),
+                u.name.clone(),
+                Arc::new(mem),
+            )
+            .map_err(internal)?;
+            tables.push(ExposedTable {
+                schema: UPLOAD_SCHEMA.into(),
+                table: u.name,
+                columns,
+                rows: Some(rows as u64),
+                ra_dec: None,
+            });
+        }
+        let overlay = Arc::new(UploadOverlay {
+            base,
+            uploads: schema,
+        });
+        let list = Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
+        datafusion::catalog::CatalogProviderList::register_catalog(
+            list.as_ref(),
+            "datafusion".into(),
+            overlay,
+        );
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(self.ctx.state())
+            .with_catalog_list(list)
+            .build();
+        Ok((SessionContext::new_with_state(state), tables))
+    }
+
     /// Plans translated SQL.
     pub(crate) async fn plan(&self, t: &Translation) -> Result<LogicalPlan> {
-        let state = self.ctx.state();
+        self.plan_in(&self.ctx, t).await
+    }
+
+    /// Plans translated SQL in a given view of the session (see [`Session::with_uploads`]).
+    pub(crate) async fn plan_in(
+        &self,
+        ctx: &SessionContext,
+        t: &Translation,
+    ) -> Result<LogicalPlan> {
+        let state = ctx.state();
         // Our own sqlparser call, for its recursion limit: the generated SQL nests as deep as
         // the ADQL did (≤ 1000 levels by the parser's cap, more with the parentheses the
         // translator adds), and DataFusion's default limit is 50. sqlparser grows its stack
@@ -329,6 +411,33 @@ impl Session {
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await
             .map_err(|e| map_error(e, t))
+    }
+}
+
+/// The schema of uploaded tables (TAP 1.1 §3.3.1).
+pub(crate) const UPLOAD_SCHEMA: &str = "TAP_UPLOAD";
+
+/// The default catalog as one query sees it: the shared schemas, plus its own
+/// `TAP_UPLOAD`.
+#[derive(Debug)]
+struct UploadOverlay {
+    base: Arc<dyn datafusion::catalog::CatalogProvider>,
+    uploads: Arc<MemorySchemaProvider>,
+}
+
+impl datafusion::catalog::CatalogProvider for UploadOverlay {
+    fn schema_names(&self) -> Vec<String> {
+        let mut v = self.base.schema_names();
+        v.push(UPLOAD_SCHEMA.into());
+        v
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn datafusion::catalog::SchemaProvider>> {
+        if name == UPLOAD_SCHEMA {
+            Some(self.uploads.clone())
+        } else {
+            self.base.schema(name)
+        }
     }
 }
 

