@@ -32,7 +32,10 @@ pub(crate) fn votable_type(
         DataType::Int64 | DataType::UInt32 | DataType::UInt64 => ("long", None, x),
         DataType::Float16 | DataType::Float32 => ("float", None, x),
         DataType::Float64 => ("double", None, x),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ("char", Some("*".into()), x),
+        // Text is written as unicodeChar by every result writer (VOTable 1.4 `char` is ASCII).
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            ("unicodeChar", Some("*".into()), x)
+        }
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
             ("unsignedByte", Some("*".into()), x)
         }
@@ -54,7 +57,7 @@ pub(crate) fn votable_type(
             };
             (t, Some(size.into()), x)
         }
-        _ => ("char", Some("*".into()), x),
+        _ => ("unicodeChar", Some("*".into()), x),
     }
 }
 
@@ -70,6 +73,17 @@ fn strings(v: Vec<Option<String>>) -> ArrayRef {
 }
 fn ints(v: Vec<Option<i32>>) -> ArrayRef {
     Arc::new(Int32Array::from(v))
+}
+
+/// A column name as ADQL must write it: delimited (`"size"`, `"B-V"`, `"_healpix_29"`) when
+/// it is a reserved word or not a regular identifier. TAP_SCHEMA lists names in this form
+/// (TAP 1.1 §4.3), so clients can paste them into queries.
+fn adql_name(name: &str) -> String {
+    if crate::adql::lexer::needs_delimiting(name) {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    } else {
+        name.to_string()
+    }
 }
 
 struct ColRow {
@@ -238,6 +252,55 @@ fn description(table: &str) -> &'static str {
     }
 }
 
+/// TAP_SCHEMA's foreign keys: (key_id, from table, target table, (from column, target
+/// column), description).
+#[allow(clippy::type_complexity)]
+fn tap_keys() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    (&'static str, &'static str),
+    &'static str,
+)> {
+    vec![
+        (
+            "tap_schema_tables_schema",
+            "tables",
+            "schemas",
+            ("schema_name", "schema_name"),
+            "the schema of a table",
+        ),
+        (
+            "tap_schema_columns_table",
+            "columns",
+            "tables",
+            ("table_name", "table_name"),
+            "the table of a column",
+        ),
+        (
+            "tap_schema_keys_from",
+            "keys",
+            "tables",
+            ("from_table", "table_name"),
+            "the table a key starts from",
+        ),
+        (
+            "tap_schema_keys_target",
+            "keys",
+            "tables",
+            ("target_table", "table_name"),
+            "the table a key points to",
+        ),
+        (
+            "tap_schema_key_columns_key",
+            "key_columns",
+            "keys",
+            ("key_id", "key_id"),
+            "the key of a key column",
+        ),
+    ]
+}
+
 /// Builds the five tables.
 pub(crate) fn build(catalogs: &[CatalogInfo]) -> Result<Vec<TapTable>, arrow::error::ArrowError> {
     let defs = tap_columns();
@@ -256,7 +319,7 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Result<Vec<TapTable>, arrow::er
             let (datatype, arraysize, xtype) = votable_type(f.data_type(), None);
             col_rows.push(ColRow {
                 table: qualified.clone(),
-                name: f.name().clone(),
+                name: adql_name(f.name()),
                 meta: ColumnMeta {
                     description: Some((*d).to_string()),
                     principal: true,
@@ -300,7 +363,7 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Result<Vec<TapTable>, arrow::er
             }
             col_rows.push(ColRow {
                 table: qualified.clone(),
-                name: col.name.clone(),
+                name: adql_name(&col.name),
                 meta,
                 datatype,
                 arraysize,
@@ -366,7 +429,33 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Result<Vec<TapTable>, arrow::er
                 ints(col_rows.iter().map(|r| Some(r.std as i32)).collect()),
                 ints(col_rows.iter().map(|r| Some(r.index)).collect()),
             ],
-            // No foreign keys between the catalogs yet: empty, with the standard columns.
+            // TAP_SCHEMA's own foreign keys (TAP 1.1 §4); none between the catalogs yet.
+            "keys" => {
+                let keys = tap_keys();
+                vec![
+                    strings(keys.iter().map(|k| Some(k.0.to_string())).collect()),
+                    strings(
+                        keys.iter()
+                            .map(|k| Some(format!("{SCHEMA}.{}", k.1)))
+                            .collect(),
+                    ),
+                    strings(
+                        keys.iter()
+                            .map(|k| Some(format!("{SCHEMA}.{}", k.2)))
+                            .collect(),
+                    ),
+                    strings(keys.iter().map(|_| None).collect()),
+                    strings(keys.iter().map(|k| Some(k.4.to_string())).collect()),
+                ]
+            }
+            "key_columns" => {
+                let keys = tap_keys();
+                vec![
+                    strings(keys.iter().map(|k| Some(k.0.to_string())).collect()),
+                    strings(keys.iter().map(|k| Some(k.3.0.to_string())).collect()),
+                    strings(keys.iter().map(|k| Some(k.3.1.to_string())).collect()),
+                ]
+            }
             _ => schema
                 .fields()
                 .iter()

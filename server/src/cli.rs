@@ -83,9 +83,11 @@ pub struct ServeArgs {
     /// Rows of one uploaded table at most.
     #[arg(long, default_value_t = 1_000_000)]
     pub upload_max_rows: u64,
-    /// Allow UPLOAD=name,http://… (the server fetches the URL).
-    #[arg(long)]
-    pub allow_upload_urls: bool,
+    /// Whether UPLOAD=name,http://… is accepted (the server fetches the URL; TAPRegExt
+    /// makes upload-http mandatory for a service that takes uploads). `false` on servers
+    /// that can reach hosts the public must not.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub upload_urls: bool,
     /// Async jobs executing at once.
     #[arg(long, default_value_t = 2)]
     pub max_running_jobs: usize,
@@ -421,7 +423,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         config.params.max_upload_bytes = a.upload_limit;
         config.upload.max_bytes = a.upload_limit;
         config.upload.max_rows = a.upload_max_rows;
-        config.upload.allow_urls = a.allow_upload_urls;
+        config.upload.allow_urls = a.upload_urls;
         let jobs = crate::tap::JobSettings {
             state_dir: state_dir.clone(),
             results: root.child(".tessera/results"),

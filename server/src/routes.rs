@@ -52,6 +52,10 @@ async fn log_and_cors(req: Request, next: Next) -> Response {
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
+    resp.headers_mut().insert(
+        header::SERVER,
+        HeaderValue::from_static(concat!("Tessera/", env!("CARGO_PKG_VERSION"))),
+    );
     tracing::info!(
         "{method} {path} {} {:.1} ms",
         resp.status().as_u16(),

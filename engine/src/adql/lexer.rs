@@ -503,6 +503,16 @@ fn classify(word: &[u8]) -> (Option<Kw>, bool, bool) {
     (None, true, BUILTIN_KEYS.binary_search(&key).is_ok())
 }
 
+/// Whether a column or table name must be written as a delimited identifier in ADQL: it is
+/// not a regular identifier (a letter, then letters, digits and `_`) or it is a reserved
+/// word (`size`, `distance`, …).
+pub(crate) fn needs_delimiting(name: &str) -> bool {
+    let b = name.as_bytes();
+    let regular = b.first().is_some_and(u8::is_ascii_alphabetic)
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    !regular || classify(b).1
+}
+
 /// Whether a word names an aggregate (set function) that takes `DISTINCT`/`ALL`.
 pub(crate) fn is_aggregate(word: &str) -> bool {
     ["AVG", "COUNT", "MAX", "MIN", "SUM"]

@@ -6,7 +6,7 @@
 //! the first error with line, column and the tokens it expected there.
 
 pub mod ast;
-mod lexer;
+pub(crate) mod lexer;
 mod parser;
 
 pub use parser::parse;

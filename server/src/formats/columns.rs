@@ -22,9 +22,9 @@
 //!
 //! Text is `unicodeChar`, not `char`: VOTable 1.4 `char` is 7-bit ASCII, and astropy (so pyvo)
 //! fails on a non-ASCII byte in a BINARY2 `char` value (`UnicodeDecodeError`), while
-//! `unicodeChar` (UTF-16 in BINARY2, plain XML text in TABLEDATA) reads everywhere. taplint
-//! counts `char` and `unicodeChar` as compatible with TAP_SCHEMA's `char`. Timestamps, always
-//! ASCII, stay `char`.
+//! `unicodeChar` (UTF-16 in BINARY2, plain XML text in TABLEDATA) reads everywhere. TAP_SCHEMA
+//! declares text columns `unicodeChar` too (taplint's MDQ stage requires declared and result
+//! types to be equal). Timestamps, always ASCII, stay `char`.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -181,6 +181,11 @@ fn kind_of(dt: &DataType, xtype: Option<&str>) -> Kind {
             Kind::Doubles(Some(*n as usize))
         }
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Kind::Char,
+        // DALI timestamps are `char` (STILTS rejects xtype="timestamp" on anything else),
+        // e.g. an uploaded VOTable column kept as text.
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if xtype == Some("timestamp") => {
+            Kind::Char
+        }
         _ => Kind::Text,
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod params;
+pub mod runner;
 pub mod stream;
 pub mod sync;
 pub mod upload;
@@ -62,6 +63,13 @@ pub struct TapService {
     pub engine: Engine,
     /// Settings.
     pub config: TapConfig,
+    /// The VOSI tables document (from TAP_SCHEMA, built once: catalogs are fixed for the
+    /// engine's life).
+    pub tables: vosi::TablesDoc,
+    /// What the capabilities advertise.
+    pub description: vosi::ServiceDescription,
+    /// When the service started.
+    pub up_since: std::time::SystemTime,
 }
 
 /// The `/tap` routes.
@@ -69,10 +77,86 @@ pub fn router(svc: Arc<TapService>) -> Router {
     Router::new()
         .route("/tap", get(landing))
         .route("/tap/sync", get(sync::sync).post(sync::sync))
+        .route("/tap/capabilities", get(capabilities))
+        .route("/tap/availability", get(availability))
+        .route("/tap/tables", get(tables))
+        .route("/tap/tables/{name}", get(table))
+        .route("/tap/examples", get(examples))
         // Our own limits apply while the body streams (params.rs); axum's 2 MB default
         // would cut uploads short.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(svc)
+}
+
+fn xml(body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn capabilities(
+    axum::extract::State(svc): axum::extract::State<Arc<TapService>>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    let base = format!("{}/tap", request_origin(&headers));
+    xml(vosi::capabilities(&base, &svc.description))
+}
+
+async fn availability(
+    axum::extract::State(svc): axum::extract::State<Arc<TapService>>,
+) -> axum::response::Response {
+    xml(vosi::availability(
+        svc.up_since,
+        "Tessera is accepting queries",
+    ))
+}
+
+async fn tables(
+    axum::extract::State(svc): axum::extract::State<Arc<TapService>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> axum::response::Response {
+    // VOSI-tables 1.1 §3.4: detail=min leaves the columns out.
+    let min = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k.eq_ignore_ascii_case("detail") && v.eq_ignore_ascii_case("min"));
+    xml(svc.tables.render(min))
+}
+
+async fn table(
+    axum::extract::State(svc): axum::extract::State<Arc<TapService>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match svc.tables.render_table(&name) {
+        Some(doc) => xml(doc),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            format!("no table {name}; GET /tap/tables lists them\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn examples(
+    axum::extract::State(svc): axum::extract::State<Arc<TapService>>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let base = format!("{}/tap", request_origin(&headers));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/xhtml+xml; charset=utf-8",
+        )],
+        vosi::examples_for(&base, &svc.tables),
+    )
+        .into_response()
 }
 
 async fn landing() -> axum::response::Html<&'static str> {
@@ -135,7 +219,49 @@ pub async fn start(
     config: TapConfig,
     jobs: JobSettings,
 ) -> anyhow::Result<(Arc<TapService>, Router)> {
-    let _ = jobs;
-    let svc = Arc::new(TapService { engine, config });
-    Ok((svc, Router::new()))
+    use anyhow::Context;
+    let param_limits = config.params.clone();
+    let tables = vosi::TablesDoc::load(&engine)
+        .await
+        .context("reading TAP_SCHEMA for the tables document")?;
+    let description = vosi::ServiceDescription {
+        max_rec_default: config.max_rec_default,
+        max_rec_hard: config.max_rec_hard,
+        max_upload_bytes: config.upload.max_bytes,
+        max_upload_rows: config.upload.max_rows,
+        execution_duration_default_s: jobs.duration_default.as_secs(),
+        execution_duration_hard_s: jobs.duration_max.as_secs(),
+        retention_default_s: jobs.retention_default.as_secs(),
+        retention_hard_s: jobs.retention_max.as_secs(),
+        upload_by_url: config.upload.allow_urls,
+    };
+    let svc = Arc::new(TapService {
+        engine,
+        config,
+        tables,
+        description,
+        up_since: std::time::SystemTime::now(),
+    });
+    let db = jobs.state_dir.join("jobs.sqlite");
+    let store = uws::JobStore::open(&db)
+        .with_context(|| format!("opening the job database {}", db.display()))?;
+    let mut uc = uws::UwsConfig::new(jobs.state_dir.join("jobs"));
+    uc.max_running = jobs.max_running;
+    uc.max_queued = jobs.max_queued;
+    uc.execution_duration_default = jobs.duration_default;
+    uc.execution_duration_hard = jobs.duration_max;
+    uc.retention_default = jobs.retention_default;
+    uc.retention_hard = jobs.retention_max;
+    let results = uws::ResultsLocation {
+        store: jobs.results.store.clone(),
+        prefix: jobs.results.prefix.clone(),
+    };
+    let runner = Arc::new(runner::TapRunner { svc: svc.clone() });
+    let state = uws::UwsState::start(store, runner, results, uc, param_limits)
+        .await
+        .context("starting the job system")?;
+    let extra = Router::new()
+        .nest("/tap/async", uws::router(state))
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    Ok((svc, extra))
 }

@@ -92,7 +92,8 @@ impl std::fmt::Debug for Encoded {
     }
 }
 
-/// Starts encoding `result` (whose first batch, if any, was already taken as `first`).
+/// Starts encoding `result`, whose first batch was already taken as `first`; `None` means
+/// the result had no batch at all (its stream has ended).
 pub fn encode(
     first: Option<RecordBatch>,
     mut result: QueryResult,
@@ -103,10 +104,17 @@ pub fn encode(
     let (btx, mut brx) = mpsc::channel::<Msg>(2);
     let (otx, orx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::spawn(async move {
-        if let Some(b) = first
-            && btx.send(Msg::Batch(b)).await.is_err()
-        {
-            return;
+        match first {
+            Some(b) => {
+                if btx.send(Msg::Batch(b)).await.is_err() {
+                    return;
+                }
+            }
+            // The stream has ended already (and must not be polled again).
+            None => {
+                let _ = btx.send(Msg::End(result.overflowed())).await;
+                return;
+            }
         }
         loop {
             let next = tokio::select! {

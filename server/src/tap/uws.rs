@@ -1,1 +1,0 @@
-//! UWS 1.1 (placeholder).
