@@ -387,3 +387,130 @@ fn jobs_survive_a_sigkill_with_truthful_phases() {
     let (status, _, _) = http(&addr, "GET", &format!("/tap/async/{done}"), None);
     assert_eq!(status, 404);
 }
+
+/// A multipart POST with one file part; returns status and body.
+fn post_multipart(
+    addr: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    file: (&str, &[u8]),
+) -> (u16, String) {
+    let boundary = "<<<--tessera-test-boundary-->>>";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"t.csv\"\r\nContent-Type: text/csv\r\n\r\n",
+            file.0
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file.1);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=\"{boundary}\"\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    (text[9..12].parse().unwrap(), text)
+}
+
+#[test]
+fn limits_and_bad_parameters_give_clear_errors_never_5xx() {
+    let state = tempfile::tempdir().unwrap();
+    let srv = start(
+        &[
+            "--maxrec-hard",
+            "5",
+            "--maxrec-default",
+            "3",
+            "--upload-max-rows",
+            "2",
+        ],
+        state.path(),
+    );
+    let a = &srv.addr;
+    let q = enc("SELECT TOP 10 HIP FROM hipparcos.hip2 ORDER BY HIP");
+    // MAXREC above the hard limit is capped, and the cut is flagged.
+    let (status, _, body) = http(
+        a,
+        "GET",
+        &format!("/tap/sync?LANG=ADQL&QUERY={q}&MAXREC=100&RESPONSEFORMAT=votable/td"),
+        None,
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.matches("<TR>").count(), 5, "{body}");
+    assert!(body.contains("value=\"OVERFLOW\""), "{body}");
+    // No MAXREC: the default.
+    let (_, _, body) = http(
+        a,
+        "GET",
+        &format!("/tap/sync?lang=ADQL&query={q}&responseformat=csv"),
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&body).lines().count(), 1 + 3);
+    for (params, needle) in [
+        (format!("LANG=ADQL&QUERY={q}&MAXREC=-1"), "MAXREC=-1"),
+        (format!("LANG=SQL&QUERY={q}"), "LANG=SQL"),
+        (format!("QUERY={q}"), "LANG parameter is missing"),
+        ("LANG=ADQL".to_string(), "QUERY parameter is missing"),
+        (
+            format!("LANG=ADQL&QUERY={q}&RESPONSEFORMAT=xls"),
+            "unknown result format `xls`",
+        ),
+        (
+            format!("LANG=ADQL&QUERY={q}&REQUEST=getTables"),
+            "REQUEST=getTables",
+        ),
+        (
+            format!(
+                "LANG=ADQL&QUERY={}",
+                enc("SELECT nosuch FROM hipparcos.hip2")
+            ),
+            "unknown column nosuch",
+        ),
+        (
+            format!("LANG=ADQL&QUERY={}", enc("SELECT ra FROM hipparcos.hip3")),
+            "unknown table hipparcos.hip3; did you mean hipparcos.hip2",
+        ),
+        (format!("LANG=ADQL&QUERY={q}&UPLOAD=bad"), "not `name,URI`"),
+    ] {
+        let (status, head, body) = http(a, "POST", "/tap/sync", Some(&params));
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{params}: {head}\n{body}");
+        assert!(head.contains("application/x-votable+xml"), "{head}");
+        assert!(
+            body.contains("value=\"ERROR\"") && body.contains(needle),
+            "{params}: {body}"
+        );
+    }
+    // Too many uploaded rows: 413 with the limit named.
+    let (status, body) = post_multipart(
+        a,
+        "/tap/sync",
+        &[
+            ("LANG", "ADQL"),
+            ("QUERY", "SELECT * FROM TAP_UPLOAD.t"),
+            ("UPLOAD", "t,param:f"),
+        ],
+        ("f", b"ra,dec\n1,2\n3,4\n5,6\n"),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("more than 2 rows"), "{body}");
+    // Unknown job and unknown table document: 404.
+    assert_eq!(http(a, "GET", "/tap/async/nosuchjob", None).0, 404);
+    assert_eq!(http(a, "GET", "/tap/tables/nosuch.table", None).0, 404);
+}

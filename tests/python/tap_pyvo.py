@@ -125,6 +125,57 @@ job.raise_if_error()
 check("async upload", list(job.fetch_result().to_table()["id"]) == [10, 20, 30, 40])
 job.delete()
 
+# CSV and VOParquet uploads (multipart, as any HTTP client sends them) and an upload by URL
+# from a server on 127.0.0.1 (the service fetches it).
+import http.server
+import threading
+
+import pyarrow as pa
+
+csv_bytes = b"id,ra,dec\n" + b"".join(
+    f"{i},{r},{d}\n".encode() for i, r, d in zip(up["id"], up["ra"], up["dec"]))
+pq_buf = io.BytesIO()
+pq.write_table(pa.table({"id": list(up["id"]), "ra": list(up["ra"]), "dec": list(up["dec"])}), pq_buf)
+xq = ("SELECT u.id, h.HIP FROM TAP_UPLOAD.t AS u JOIN hipparcos.hip2 AS h "
+      "ON 1 = CONTAINS(POINT('ICRS', h.ra, h.dec), CIRCLE('ICRS', u.ra, u.dec, 1.0/3600)) ORDER BY u.id")
+for label, payload, ctype in [("csv", csv_bytes, "text/csv"),
+                              ("parquet", pq_buf.getvalue(), "application/vnd.apache.parquet")]:
+    resp = requests.post(base + "/sync", data={"LANG": "ADQL", "QUERY": xq, "UPLOAD": "t,param:tab",
+                                               "RESPONSEFORMAT": "csv"},
+                         files={"tab": ("t." + label, payload, ctype)}, timeout=60)
+    check("upload " + label, resp.status_code == 200
+          and resp.text.splitlines() == ["id,HIP", "10,1", "20,2", "30,3", "40,4"], resp.text[:500])
+
+
+class Csv(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv")
+        self.send_header("Content-Length", str(len(csv_bytes)))
+        self.end_headers()
+        self.wfile.write(csv_bytes)
+
+    def log_message(self, *a):
+        pass
+
+
+httpd = http.server.HTTPServer(("127.0.0.1", 0), Csv)
+threading.Thread(target=httpd.serve_forever, daemon=True).start()
+resp = requests.get(base + "/sync", params={
+    "LANG": "ADQL", "QUERY": xq, "RESPONSEFORMAT": "csv",
+    "UPLOAD": f"t,http://127.0.0.1:{httpd.server_port}/t.csv"}, timeout=60)
+check("upload url", resp.status_code == 200 and resp.text.splitlines()[1:] == ["10,1", "20,2", "30,3", "40,4"],
+      resp.text[:500])
+httpd.shutdown()
+resp = requests.post(base + "/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t",
+                                           "UPLOAD": "t,param:missing"}, timeout=60)
+check("upload missing part", resp.status_code == 400 and "missing" in resp.text, resp.text[:300])
+resp = requests.post(base + "/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t", "UPLOAD": "t,param:tab"},
+                     files={"tab": ("t.vot", b"<VOTABLE><RESOURCE><TABLE><FIELD name='a' datatype='int'/><DATA><TABLEDATA><TR><TD>x</TD></TR></TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>", "text/xml")},
+                     timeout=60)
+check("upload malformed", resp.status_code == 400 and "QUERY_STATUS" in resp.text and "UPLOAD table `t`" in resp.text,
+      resp.text[:500])
+
 # --- examples --------------------------------------------------------------------------------
 ex = tap.examples
 check("examples", len(ex) >= 3, len(ex))
