@@ -8,4 +8,5 @@ pub mod demo;
 pub mod formats;
 pub mod query_cli;
 pub mod routes;
+pub mod scs;
 pub mod tap;

@@ -38,6 +38,7 @@ pub fn app(state: AppState, extra: Router) -> Router {
         .route("/health", get(health))
         .with_state(state.clone())
         .merge(crate::tap::router(state.tap.clone()))
+        .merge(crate::scs::router(state.tap.clone()))
         .merge(extra)
         .fallback(not_found)
         .layer(middleware::from_fn(log_and_cors))

@@ -514,3 +514,91 @@ fn limits_and_bad_parameters_give_clear_errors_never_5xx() {
     assert_eq!(http(a, "GET", "/tap/async/nosuchjob", None).0, 404);
     assert_eq!(http(a, "GET", "/tap/tables/nosuch.table", None).0, 404);
 }
+
+#[test]
+fn simple_cone_search_with_pyvo_stilts_and_votlint() {
+    let state = tempfile::tempdir().unwrap();
+    let srv = start(&[], state.path());
+    let a = &srv.addr;
+    // pyvo's SCS client on /scs (the first catalog) and /scs/<table>; the ids equal a TAP
+    // query of the same cone written with DISTANCE (not the fast path's form).
+    let script = r#"
+import json, sys, pyvo, requests
+base = sys.argv[1]
+out = {}
+for url in [base + "/scs", base + "/scs/hipparcos.hip2"]:
+    r = pyvo.dal.SCSService(url).search(pos=(56.75, 24.12), radius=0.7, verbosity=3)
+    out[url] = sorted(int(x) for x in r["HIP"])
+    ucds = {f.ucd for f in r.fielddescs}
+    assert {"ID_MAIN", "POS_EQ_RA_MAIN", "POS_EQ_DEC_MAIN"} <= ucds, ucds
+tap = pyvo.dal.TAPService(base + "/tap")
+t = tap.run_sync("SELECT HIP FROM hipparcos.hip2 WHERE DISTANCE(POINT(ra, dec), POINT(56.75, 24.12)) <= 0.7").to_table()
+out["tap"] = sorted(int(x) for x in t["HIP"])
+try:
+    pyvo.dal.SCSService(base + "/scs").search(pos=(56.75, 24.12), radius=200)
+    out["error"] = None
+except pyvo.dal.DALQueryError as e:
+    out["error"] = str(e)
+print(json.dumps(out))
+"#;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(format!("http://{a}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let tap = &v["tap"];
+    assert!(tap.as_array().unwrap().len() > 10, "{v}");
+    assert_eq!(&v[format!("http://{a}/scs")], tap);
+    assert_eq!(&v[format!("http://{a}/scs/hipparcos.hip2")], tap);
+    assert!(v["error"].as_str().unwrap().contains("SR=200"), "{v}");
+
+    // STILTS cone (SCS client) and votlint on what it received.
+    let dir = tempfile::tempdir().unwrap();
+    let vot = dir.path().join("cone.vot");
+    let out = Command::new("timeout")
+        .args(["120", "stilts", "cone"])
+        .arg(format!("serviceurl=http://{a}/scs/hipparcos.hip2?"))
+        .args([
+            "lon=56.75",
+            "lat=24.12",
+            "radius=0.7",
+            "verb=3",
+            "ofmt=csv",
+            "out=-",
+        ])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        csv.lines().count(),
+        1 + tap.as_array().unwrap().len(),
+        "{csv}"
+    );
+    let (status, _, body) = http(
+        a,
+        "GET",
+        "/scs/hipparcos.hip2?RA=56.75&DEC=24.12&SR=0.7&VERB=3",
+        None,
+    );
+    assert_eq!(status, 200);
+    std::fs::write(&vot, &body).unwrap();
+    let out = Command::new("timeout")
+        .args(["120", "stilts", "votlint"])
+        .arg(format!("votable={}", vot.display()))
+        .output()
+        .unwrap();
+    let lint = String::from_utf8_lossy(&out.stdout);
+    assert!(!lint.lines().any(|l| l.starts_with("ERROR")), "{lint}");
+    // Unknown catalogue: an SCS error document.
+    let (status, _, body) = http(a, "GET", "/scs/no.such?RA=1&DEC=2&SR=0.1", None);
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("name=\"Error\""));
+}

@@ -9,6 +9,7 @@
 //! (also while it waits for a slow batch) and drops the query, which cancels it.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
@@ -96,11 +97,23 @@ impl std::fmt::Debug for Encoded {
 /// the result had no batch at all (its stream has ended).
 pub fn encode(
     first: Option<RecordBatch>,
-    mut result: QueryResult,
+    result: QueryResult,
     format: Format,
     options: WriterOptions,
 ) -> Encoded {
     let schema = result.schema();
+    encode_with_schema(first, result, schema, format, options)
+}
+
+/// [`encode`] with the result described by `schema` instead of the query's own: the same
+/// columns with other field metadata (SCS's UCD1s).
+pub fn encode_with_schema(
+    first: Option<RecordBatch>,
+    mut result: QueryResult,
+    schema: arrow::datatypes::SchemaRef,
+    format: Format,
+    options: WriterOptions,
+) -> Encoded {
     let (btx, mut brx) = mpsc::channel::<Msg>(2);
     let (otx, orx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::spawn(async move {
@@ -152,7 +165,13 @@ pub fn encode(
             match brx.blocking_recv() {
                 Some(Msg::Batch(b)) => {
                     s.rows += b.num_rows() as u64;
-                    if let Err(e) = w.write_batch(&b) {
+                    let b = if Arc::ptr_eq(&b.schema(), &schema) {
+                        Ok(b)
+                    } else {
+                        RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                            .map_err(crate::formats::FormatError::from)
+                    };
+                    if let Err(e) = b.and_then(|b| w.write_batch(&b)) {
                         let msg = e.to_string();
                         let _ = otx.blocking_send(Err(std::io::Error::other(msg.clone())));
                         s.error = Some(msg);
