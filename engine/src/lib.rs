@@ -25,7 +25,9 @@ mod translate;
 mod units;
 
 pub use error::{Error, ErrorKind, Result};
-pub use query::{Engine, EngineOptions, FunctionDecl, Limits, QueryResult, UploadTable};
+pub use query::{
+    Engine, EngineOptions, ExtraTable, FunctionDecl, Limits, QueryResult, UploadTable,
+};
 
 /// A column as the archive exposes it.
 #[derive(Debug, Clone)]

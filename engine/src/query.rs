@@ -45,6 +45,23 @@ pub struct EngineOptions {
     /// Send every query through DataFusion, even plain cone searches that the small-cone
     /// fast path would answer (for comparisons and tests).
     pub general_path_only: bool,
+    /// Small tables held in memory and exposed beside the catalogs (the server's
+    /// `ivoa.obscore`), listed in TAP_SCHEMA like them.
+    pub extra_tables: Vec<ExtraTable>,
+}
+
+/// An in-memory table exposed as `schema.table` (see [`EngineOptions::extra_tables`]).
+#[derive(Debug, Clone)]
+pub struct ExtraTable {
+    /// Schema name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// TAP_SCHEMA description.
+    pub description: String,
+    /// The rows; field metadata (unit, ucd, utype, description, xtype, principal) describes
+    /// the columns.
+    pub batch: RecordBatch,
 }
 
 /// A function the service offers beyond ADQL's core, for TAP capabilities.

@@ -234,7 +234,7 @@ impl Session {
         };
 
         add_schema(tap_schema::SCHEMA)?;
-        for t in tap_schema::build(catalogs).map_err(internal)? {
+        for t in tap_schema::build(catalogs, &opts.extra_tables).map_err(internal)? {
             let schema = t.batch.schema();
             let mem = MemTable::try_new(schema.clone(), vec![vec![t.batch]]).map_err(internal)?;
             ctx.register_table(
@@ -302,6 +302,33 @@ impl Session {
                             })
                         })
                     }),
+            });
+        }
+        for x in &opts.extra_tables {
+            add_schema(&x.schema)?;
+            let schema = x.batch.schema();
+            let mem =
+                MemTable::try_new(schema.clone(), vec![vec![x.batch.clone()]]).map_err(internal)?;
+            ctx.register_table(
+                TableReference::partial(x.schema.as_str(), x.table.as_str()),
+                Arc::new(mem),
+            )
+            .map_err(internal)?;
+            tables.push(ExposedTable {
+                schema: x.schema.clone(),
+                table: x.table.clone(),
+                columns: schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.name().clone(),
+                            f.metadata().get(tessera_storage::columns::UNIT).cloned(),
+                        )
+                    })
+                    .collect(),
+                rows: Some(x.batch.num_rows() as u64),
+                ra_dec: None,
             });
         }
         let cone = ConePath::new(catalogs, leaf_files);

@@ -302,7 +302,10 @@ fn tap_keys() -> Vec<(
 }
 
 /// Builds the five tables.
-pub(crate) fn build(catalogs: &[CatalogInfo]) -> Result<Vec<TapTable>, arrow::error::ArrowError> {
+pub(crate) fn build(
+    catalogs: &[CatalogInfo],
+    extra: &[crate::ExtraTable],
+) -> Result<Vec<TapTable>, arrow::error::ArrowError> {
     let defs = tap_columns();
     let mut schema_rows: Vec<(String, String)> = Vec::new();
     let mut table_rows: Vec<(String, String, String)> = Vec::new();
@@ -370,6 +373,30 @@ pub(crate) fn build(catalogs: &[CatalogInfo]) -> Result<Vec<TapTable>, arrow::er
                 xtype,
                 indexed: col.name == "_healpix_29" || is_pos,
                 std: false,
+                index: i as i32 + 1,
+            });
+        }
+    }
+    for x in extra {
+        if !schema_rows.iter().any(|(s, _)| *s == x.schema) {
+            schema_rows.push((x.schema.clone(), format!("tables under {}", x.schema)));
+        }
+        let qualified = format!("{}.{}", x.schema, x.table);
+        table_rows.push((x.schema.clone(), qualified.clone(), x.description.clone()));
+        for (i, f) in x.batch.schema().fields().iter().enumerate() {
+            let meta = ColumnMeta::of(f);
+            let (datatype, arraysize, xtype) = votable_type(f.data_type(), meta.xtype.as_deref());
+            // Columns of a data model (ObsCore) carry its utype.
+            let std = meta.utype.is_some();
+            col_rows.push(ColRow {
+                table: qualified.clone(),
+                name: adql_name(f.name()),
+                meta,
+                datatype,
+                arraysize,
+                xtype,
+                indexed: false,
+                std,
                 index: i as i32 + 1,
             });
         }

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// The URL clients reach this server at (for absolute links in ObsCore `access_url`,
+    /// DataLink and job documents behind a proxy); default `http://<listen address>`.
+    #[arg(long, env = "TESSERA_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Where the service keeps its state (the UWS job database, uploads, spool files);
     /// default `<data root>/.tessera` for a local data root. Required for s3:// roots.
     #[arg(long, env = "TESSERA_STATE")]
@@ -400,10 +404,22 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = a
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let (images, obscore) =
+            crate::images::ImageIndex::load(root.local_dir.as_deref(), &public_url)
+                .context("reading the ObsCore registry of the data root")?;
         let archive = tessera_engine::Archive::open(root.clone())
             .await
             .with_context(|| format!("opening data root {data}"))?;
         let n_catalogs = archive.catalogs().len();
+        let n_images = images.by_did.len();
         let engine = tessera_engine::Engine::from_archive(
             archive,
             &tessera_engine::EngineOptions {
@@ -411,6 +427,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     .memory_limit
                     .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
                 spill_dir: Some(spool.clone()),
+                extra_tables: obscore.into_iter().collect(),
                 ..Default::default()
             },
         )
@@ -434,12 +451,8 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             retention_default: std::time::Duration::from_secs(a.job_retention),
             retention_max: std::time::Duration::from_secs(a.job_retention_max.max(a.job_retention)),
         };
-        let (tap, extra) = crate::tap::start(engine, config, jobs).await?;
-        let listener = tokio::net::TcpListener::bind(a.listen)
-            .await
-            .with_context(|| format!("binding {}", a.listen))?;
-        let addr = listener.local_addr()?;
-        println!("Tessera serving {n_catalogs} catalog(s) from {data}");
+        let (tap, extra) = crate::tap::start(engine, config, jobs, images).await?;
+        println!("Tessera serving {n_catalogs} catalog(s) and {n_images} image(s) from {data}");
         println!("  home:   http://{addr}/");
         println!("  TAP:    http://{addr}/tap");
         println!("  health: http://{addr}/health");

@@ -4,9 +4,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod datalink;
 pub mod demo;
 pub mod formats;
+pub mod images;
 pub mod query_cli;
 pub mod routes;
 pub mod scs;
+pub mod sia;
 pub mod tap;

@@ -39,6 +39,8 @@ pub fn app(state: AppState, extra: Router) -> Router {
         .with_state(state.clone())
         .merge(crate::tap::router(state.tap.clone()))
         .merge(crate::scs::router(state.tap.clone()))
+        .merge(crate::sia::router(state.tap.clone()))
+        .merge(crate::datalink::router(state.tap.clone()))
         .merge(extra)
         .fallback(not_found)
         .layer(middleware::from_fn(log_and_cors))

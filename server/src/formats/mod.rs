@@ -239,6 +239,9 @@ pub struct WriterOptions {
     pub infos: Vec<(String, String)>,
     /// Directory of the FITS spool file; `None` uses the system's temporary directory.
     pub spool_dir: Option<PathBuf>,
+    /// Complete `RESOURCE` elements a VOTable carries after its results (DataLink service
+    /// descriptors, DataLink 1.1 §4); other formats ignore them.
+    pub resources: Vec<String>,
 }
 
 impl Default for WriterOptions {
@@ -247,6 +250,7 @@ impl Default for WriterOptions {
             table_name: "result".into(),
             infos: Vec::new(),
             spool_dir: None,
+            resources: Vec::new(),
         }
     }
 }

@@ -186,6 +186,8 @@ pub struct VoTableWriter<W> {
     buf: Vec<u8>,
     /// BINARY2 bytes not yet base64-encoded (fewer than one line's worth between batches).
     raw: Vec<u8>,
+    /// RESOURCE elements written after the results (DataLink service descriptors).
+    resources: Vec<String>,
 }
 
 impl<W: Write + Send> VoTableWriter<W> {
@@ -218,6 +220,7 @@ impl<W: Write + Send> VoTableWriter<W> {
             ser,
             buf,
             raw: Vec::new(),
+            resources: options.resources.clone(),
         };
         w.flush_buf()?;
         Ok(w)
@@ -271,7 +274,11 @@ impl<W: Write + Send> VoTableWriter<W> {
         if let Some((value, message)) = status {
             info(&mut self.buf, "QUERY_STATUS", value, message);
         }
-        self.buf.extend_from_slice(b"</RESOURCE>\n</VOTABLE>\n");
+        self.buf.extend_from_slice(b"</RESOURCE>\n");
+        for r in &self.resources {
+            self.buf.extend_from_slice(r.as_bytes());
+        }
+        self.buf.extend_from_slice(b"</VOTABLE>\n");
         self.flush_buf()?;
         self.out.flush()?;
         Ok(self.out)

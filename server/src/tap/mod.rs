@@ -70,6 +70,8 @@ pub struct TapService {
     pub description: vosi::ServiceDescription,
     /// When the service started.
     pub up_since: std::time::SystemTime,
+    /// The registered images (ObsCore, DataLink, SODA).
+    pub images: crate::images::ImageIndex,
 }
 
 /// The `/tap` routes.
@@ -218,6 +220,7 @@ pub async fn start(
     engine: Engine,
     config: TapConfig,
     jobs: JobSettings,
+    images: crate::images::ImageIndex,
 ) -> anyhow::Result<(Arc<TapService>, Router)> {
     use anyhow::Context;
     let param_limits = config.params.clone();
@@ -241,6 +244,7 @@ pub async fn start(
         tables,
         description,
         up_since: std::time::SystemTime::now(),
+        images,
     });
     let db = jobs.state_dir.join("jobs.sqlite");
     let store = uws::JobStore::open(&db)

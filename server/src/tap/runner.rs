@@ -47,12 +47,10 @@ impl JobRunner for TapRunner {
             let (result, first) = sync::start(&svc, &spec, sources, None)
                 .await
                 .map_err(failure)?;
-            let mut enc = stream::encode(
-                first,
-                result,
-                spec.format,
-                sync::writer_options(&spec, &svc),
-            );
+            let mut opts = sync::writer_options(&spec, &svc);
+            opts.resources
+                .extend(crate::datalink::descriptors_for(&result.schema(), &svc));
+            let mut enc = stream::encode(first, result, spec.format, opts);
             let key = out
                 .job_prefix(&job.id)
                 .join(format!("result.{}", spec.format.extension()));

@@ -176,8 +176,20 @@ async fn run_sync(svc: &Arc<TapService>, req: Request) -> Result<Response, TapEr
     let mut p = read_params(req, &svc.config.params).await?;
     let spec = query_spec(&p, svc)?;
     let sources = upload::resolve_sources(&spec.uploads, &mut p, &svc.config.upload)?;
-    let (result, first) = start(svc, &spec, sources, Some(svc.config.sync_timeout)).await?;
-    let enc = super::stream::encode(first, result, spec.format, writer_options(&spec, svc));
+    respond(svc, &spec, sources).await
+}
+
+/// Runs a checked query and answers with its streamed result (TAP sync, SIAv2).
+pub async fn respond(
+    svc: &TapService,
+    spec: &QuerySpec,
+    sources: Vec<(String, UploadSource)>,
+) -> Result<Response, TapError> {
+    let (result, first) = start(svc, spec, sources, Some(svc.config.sync_timeout)).await?;
+    let mut opts = writer_options(spec, svc);
+    opts.resources
+        .extend(crate::datalink::descriptors_for(&result.schema(), svc));
+    let enc = super::stream::encode(first, result, spec.format, opts);
     let mut resp = Response::new(Body::from_stream(enc.body));
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
