@@ -149,7 +149,7 @@ fn pos(v: &str) -> Result<String, TapError> {
                 ))
             }
         }
-        "POLYGON" if nums.len() >= 6 && nums.len() % 2 == 0 && finite(&nums) => {
+        "POLYGON" if nums.len() >= 6 && nums.len().is_multiple_of(2) && finite(&nums) => {
             let list: Vec<String> = nums.iter().map(|x| lit(*x)).collect();
             Ok(format!(
                 "1 = INTERSECTS(s_region, POLYGON('ICRS', {}))",

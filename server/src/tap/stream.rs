@@ -199,12 +199,9 @@ pub fn encode_with_schema(
                     s.error = Some(msg.clone());
                     let in_band =
                         matches!(format, Format::VoTableBinary2 | Format::VoTableTabledata);
-                    match w.finish_error(&msg) {
-                        Ok(mut out) => {
-                            let _ = out.flush();
-                            s.bytes = out.sent;
-                        }
-                        Err(_) => {}
+                    if let Ok(mut out) = w.finish_error(&msg) {
+                        let _ = out.flush();
+                        s.bytes = out.sent;
                     }
                     if !in_band {
                         let _ = otx.blocking_send(Err(std::io::Error::other(msg)));
