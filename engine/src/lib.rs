@@ -9,6 +9,8 @@
 
 use tessera_storage::columns::ColumnMeta;
 
+/// FITS images: headers, WCS, footprints and cutouts (for SODA and DataLink).
+pub use tessera_storage::image;
 pub use tessera_storage::{Catalog, Location, Pixel, Properties, StoreOptions};
 
 pub mod adql;

@@ -48,6 +48,10 @@ pub(crate) fn votable_type(
             let (t, _, _) = votable_type(f.data_type(), None);
             (t, Some(n.to_string()), x)
         }
+        // TAP 1.0-style region columns (ObsCore s_region) are STC-S text in results.
+        DataType::List(_) | DataType::LargeList(_) if x.as_deref() == Some("adql:REGION") => {
+            ("char", Some("*".into()), x)
+        }
         DataType::List(f) | DataType::LargeList(f) => {
             let (t, _, _) = votable_type(f.data_type(), None);
             let size = match x.as_deref() {

@@ -3,7 +3,7 @@
 //!
 //! The file holds every mandatory ObsCore 1.1 column (names, types, units, UCDs and utypes of
 //! the standard's table of columns; `s_region` a polygon in the engine's geometry form, a
-//! list of doubles with DALI xtype `polygon`) plus two internal columns the server keeps to
+//! list of doubles, with xtype `adql:REGION` so that results write it as STC-S text) plus two internal columns the server keeps to
 //! itself: `_path` (the FITS file, relative to the data root) and `_hdu` (its HDU index).
 //! `access_url` is stored relative (`/datalink/links?ID=…`): the server prefixes its public
 //! URL when it loads the registry, so a data root can be served under any address.
@@ -140,7 +140,7 @@ const COLUMNS: &[(&str, char, &str, &str, &str, &str)] = &[
     (
         "s_region",
         'p',
-        "deg",
+        "",
         "pos.outline;obs.field",
         "Char.SpatialAxis.Coverage.Support.Area",
         "Sky region covered by the data product (expressed in ICRS frame)",
@@ -308,7 +308,9 @@ pub fn schema() -> SchemaRef {
                 ucd: Some(ucd.to_string()),
                 description: Some(desc.to_string()),
                 utype: Some(format!("obscore:{utype}")),
-                xtype: (*ty == 'p').then(|| "polygon".to_string()),
+                // Held as a polygon (so INTERSECTS/CONTAINS work on it) and written as STC-S
+                // text, the ObsCore 1.1 type (adql:REGION, char).
+                xtype: (*ty == 'p').then(|| "adql:REGION".to_string()),
                 principal: true,
             };
             Field::new(*name, dt, true).with_metadata(meta.to_map())
@@ -560,6 +562,6 @@ mod tests {
         v.sort_by(f64::total_cmp);
         assert_eq!(v, vec![1.0, 3.0, 4.0]);
         let f = b.schema().field_with_name("s_region").unwrap().clone();
-        assert_eq!(ColumnMeta::of(&f).xtype.as_deref(), Some("polygon"));
+        assert_eq!(ColumnMeta::of(&f).xtype.as_deref(), Some("adql:REGION"));
     }
 }

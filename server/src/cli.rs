@@ -36,6 +36,29 @@ pub enum Command {
     Info(InfoArgs),
     /// Run an ADQL query and print the result; with --check, only check its syntax.
     Query(QueryArgs),
+    /// Register FITS images and cubes (files or directories) in ivoa.ObsCore of a data root.
+    LoadImages(LoadImagesArgs),
+}
+
+/// `tessera load-images`.
+#[derive(Debug, Args)]
+pub struct LoadImagesArgs {
+    /// FITS files, or directories searched for .fits/.fit/.fts files.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The data root (a local directory); the files are copied under ROOT/images/<collection>/.
+    #[arg(long, env = "TESSERA_DATA")]
+    pub data: PathBuf,
+    /// ObsCore obs_collection.
+    #[arg(long, default_value = "images")]
+    pub collection: String,
+    /// Report bad files and register the others (default: a bad file stops the registration
+    /// before anything is registered).
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// ObsCore calib_level of the datasets.
+    #[arg(long, default_value_t = 2)]
+    pub calib_level: i32,
 }
 
 /// Object-store flags shared by the subcommands.
@@ -280,6 +303,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(a) => load(*a),
         Command::Info(a) => info(a),
         Command::Query(a) => query(a),
+        Command::LoadImages(a) => load_images(a),
     }
 }
 
@@ -464,6 +488,25 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("serving HTTP")
     })
+}
+
+fn load_images(a: LoadImagesArgs) -> anyhow::Result<()> {
+    let opts = tessera_loader::images::ImageLoadOptions {
+        inputs: a.inputs,
+        root: a.data,
+        collection: a.collection,
+        skip_bad: a.skip_bad,
+        calib_level: a.calib_level,
+    };
+    let report = tessera_loader::images::load_images(&opts)?;
+    for (file, why) in &report.skipped {
+        eprintln!("skipped {}: {why}", file.display());
+    }
+    println!(
+        "registered {} dataset(s); ivoa.ObsCore now holds {}",
+        report.registered, report.total
+    );
+    Ok(())
 }
 
 fn load(a: LoadArgs) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! The demo archive: the real Hipparcos catalogue (hip2) from `datasets/`, loaded on first run.
+//! The demo archive: the real Hipparcos catalogue (hip2) and a few real FITS images from
+//! `datasets/`, loaded and registered on first run.
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,9 @@ pub fn datasets_dir() -> Option<PathBuf> {
 /// Builds the demo archive under `root` unless it already holds it. Returns whether it loaded.
 pub fn ensure_demo(root: &Path) -> anyhow::Result<bool> {
     let target = root.join("hipparcos/hip2");
+    let images = ensure_demo_images(root)?;
     if target.join("hats.properties").is_file() {
-        return Ok(false);
+        return Ok(images);
     }
     let ds = datasets_dir().context(
         "cannot find datasets/hipparcos/hip2.dat.zst; run from the source tree or set TESSERA_DATASETS",
@@ -54,6 +56,30 @@ pub fn ensure_demo(root: &Path) -> anyhow::Result<bool> {
         t.elapsed().as_secs_f64(),
         target.display()
     );
+    Ok(true)
+}
+
+/// Registers the committed demo images (`datasets/images/*.fits`) in the demo root's
+/// ivoa.ObsCore, once. Returns whether it registered them.
+pub fn ensure_demo_images(root: &Path) -> anyhow::Result<bool> {
+    if root.join(tessera_loader::obscore::REGISTRY).is_file() {
+        return Ok(false);
+    }
+    let Some(dir) = datasets_dir()
+        .map(|d| d.join("images"))
+        .filter(|d| d.is_dir())
+    else {
+        return Ok(false);
+    };
+    let report = tessera_loader::images::load_images(&tessera_loader::images::ImageLoadOptions {
+        inputs: vec![dir],
+        root: root.to_path_buf(),
+        collection: "demo".into(),
+        skip_bad: false,
+        calib_level: 2,
+    })
+    .context("registering the demo images")?;
+    tracing::info!(images = report.registered, "demo images registered");
     Ok(true)
 }
 

@@ -12,4 +12,5 @@ pub mod query_cli;
 pub mod routes;
 pub mod scs;
 pub mod sia;
+pub mod soda;
 pub mod tap;

@@ -41,6 +41,7 @@ pub fn app(state: AppState, extra: Router) -> Router {
         .merge(crate::scs::router(state.tap.clone()))
         .merge(crate::sia::router(state.tap.clone()))
         .merge(crate::datalink::router(state.tap.clone()))
+        .merge(crate::soda::router(state.tap.clone()))
         .merge(extra)
         .fallback(not_found)
         .layer(middleware::from_fn(log_and_cors))

@@ -575,6 +575,7 @@ async fn capabilities_advertise_what_the_engine_does() {
         retention_default_s: 3600,
         retention_hard_s: 7200,
         upload_by_url: false,
+        obscore: false,
     };
     let caps = parse_xml(&vosi::capabilities(&format!("{BASE}/"), &d));
     assert_eq!(caps.name, "vosi:capabilities");

@@ -16,6 +16,7 @@
 pub mod columns;
 pub mod error;
 pub mod healpix;
+pub mod image;
 pub mod pixel;
 pub mod properties;
 pub mod reader;

@@ -170,6 +170,12 @@ fn kind_of(dt: &DataType, xtype: Option<&str>) -> Kind {
         | DataType::LargeBinary
         | DataType::BinaryView
         | DataType::FixedSizeBinary(_) => Kind::Bytes,
+        // A TAP 1.0-style region column (ObsCore's s_region): written as STC-S text.
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
+            if f.data_type().is_numeric() && xtype == Some(REGION_XTYPE) =>
+        {
+            Kind::Char
+        }
         DataType::List(f) | DataType::LargeList(f) if f.data_type().is_numeric() => {
             Kind::Doubles(match xtype {
                 Some("point") => Some(2),
@@ -366,12 +372,46 @@ fn prepare_column(s: &ColSpec, a: &ArrayRef) -> Result<Prepared, FormatError> {
                     write_date(b, d.value(i).div_euclid(86_400_000))
                 })))
             }
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+                let to = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
+                let l = cast_to(s, &a, &to)?.as_list::<i32>().clone();
+                Col::Str(Strs::Utf8(stcs(&l)))
+            }
             _ => Col::Str(Strs::Utf8(display(s, &a)?)),
         },
     };
     let mut p = Prepared { col, nulls: None };
     p.nulls = p.array().logical_nulls();
     Ok(p)
+}
+
+/// The xtype of region columns written as STC-S text (TAP 1.0, ObsCore `s_region`).
+pub(crate) const REGION_XTYPE: &str = "adql:REGION";
+
+/// Geometry values (`[ra, dec]`, `[ra, dec, r]`, `[ra1, dec1, …]`) as STC-S:
+/// `POSITION ICRS ra dec`, `CIRCLE ICRS ra dec r`, `POLYGON ICRS ra1 dec1 …`.
+fn stcs(l: &ListArray) -> StringArray {
+    let v = l
+        .values()
+        .as_primitive::<arrow::datatypes::Float64Type>()
+        .clone();
+    format_each(l, |b, i| {
+        let (start, end) = (
+            l.value_offsets()[i] as usize,
+            l.value_offsets()[i + 1] as usize,
+        );
+        let n = end - start;
+        b.push_str(match n {
+            2 => "POSITION ICRS",
+            3 => "CIRCLE ICRS",
+            _ => "POLYGON ICRS",
+        });
+        let mut f = ryu::Buffer::new();
+        for k in start..end {
+            b.push(' ');
+            b.push_str(f.format(v.value(k)));
+        }
+    })
 }
 
 /// A string array with `f` writing each valid row's text, nulls kept.

@@ -237,6 +237,7 @@ pub async fn start(
         retention_default_s: jobs.retention_default.as_secs(),
         retention_hard_s: jobs.retention_max.as_secs(),
         upload_by_url: config.upload.allow_urls,
+        obscore: tables.table("ivoa.ObsCore").is_some(),
     };
     let svc = Arc::new(TapService {
         engine,
@@ -264,8 +265,34 @@ pub async fn start(
     let state = uws::UwsState::start(store, runner, results, uc, param_limits)
         .await
         .context("starting the job system")?;
+    // SODA async: the same job system on its own database and results prefix.
+    let soda_db = jobs.state_dir.join("soda-jobs.sqlite");
+    let soda_store = uws::JobStore::open(&soda_db)
+        .with_context(|| format!("opening the job database {}", soda_db.display()))?;
+    let mut sc = uws::UwsConfig::new(jobs.state_dir.join("soda-jobs"));
+    sc.max_running = jobs.max_running;
+    sc.max_queued = jobs.max_queued;
+    sc.execution_duration_default = jobs.duration_default;
+    sc.execution_duration_hard = jobs.duration_max;
+    sc.retention_default = jobs.retention_default;
+    sc.retention_hard = jobs.retention_max;
+    let soda_results = uws::ResultsLocation {
+        store: jobs.results.store.clone(),
+        prefix: jobs.results.prefix.clone().join("soda"),
+    };
+    let soda_state = uws::UwsState::start(
+        soda_store,
+        Arc::new(runner::SodaRunner { svc: svc.clone() }),
+        soda_results,
+        sc,
+        svc.config.params.clone(),
+    )
+    .await
+    .context("starting the SODA job system")?
+    .with_mount_path("/soda/async");
     let extra = Router::new()
         .nest("/tap/async", uws::router(state))
+        .nest("/soda/async", uws::router(soda_state))
         .layer(axum::extract::DefaultBodyLimit::disable());
     Ok((svc, extra))
 }

@@ -93,3 +93,57 @@ impl JobRunner for TapRunner {
         })
     }
 }
+
+/// Runs SODA async jobs: the cutout of `/soda/sync`, streamed into the object store.
+#[derive(Debug)]
+pub struct SodaRunner {
+    /// The service (images, limits).
+    pub svc: Arc<TapService>,
+}
+
+impl JobRunner for SodaRunner {
+    fn run(
+        &self,
+        job: Job,
+        out: ResultsLocation,
+    ) -> BoxFuture<'static, Result<Vec<JobResult>, JobFailure>> {
+        let svc = self.svc.clone();
+        Box::pin(async move {
+            let params = job
+                .tap_params(&svc.config.params.spool_dir)
+                .map_err(|e| JobFailure::transient(format!("reading the job: {e}")))?;
+            let (hdu, plan) = crate::soda::plan_request(&svc, &params)
+                .await
+                .map_err(failure)?;
+            let mut body = crate::soda::cutout_body(hdu, plan);
+            let key = out.job_prefix(&job.id).join("cutout.fits");
+            let mut w = object_store::buffered::BufWriter::new(out.store.clone(), key.clone());
+            let mut size = 0u64;
+            while let Some(chunk) = body.next().await {
+                let r = match chunk {
+                    Ok(c) => {
+                        size += c.len() as u64;
+                        w.write_all(&c).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    let _ = w.abort().await;
+                    let _ = out.store.delete(&key).await;
+                    return Err(JobFailure::transient(format!("writing the cutout: {e}")));
+                }
+            }
+            w.shutdown()
+                .await
+                .map_err(|e| JobFailure::transient(format!("storing the cutout: {e}")))?;
+            Ok(vec![JobResult {
+                id: "result".into(),
+                key,
+                mime: "application/fits".into(),
+                size: Some(size),
+                rows: None,
+                overflow: false,
+            }])
+        })
+    }
+}

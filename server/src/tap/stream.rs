@@ -224,3 +224,29 @@ pub fn encode_with_schema(
         summary,
     }
 }
+
+/// A body written by a blocking function (FITS cutouts): `write` runs on a blocking thread
+/// and its output reaches the client in 256 KiB chunks with backpressure; when the client
+/// goes away, the writer's next chunk fails and `write` returns.
+pub fn blocking_body<F>(
+    write: F,
+) -> std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
+where
+    F: FnOnce(&mut dyn Write) -> Result<(), String> + Send + 'static,
+{
+    let (otx, orx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChanWriter {
+            buf: Vec::with_capacity(CHUNK),
+            tx: otx.clone(),
+            sent: 0,
+        };
+        let r = write(&mut out).and_then(|()| out.flush().map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            let _ = otx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    Box::pin(futures::stream::unfold(orx, |mut rx| async move {
+        rx.recv().await.map(|x| (x, rx))
+    }))
+}

@@ -62,6 +62,8 @@ pub struct ServiceDescription {
     pub retention_hard_s: u64,
     /// Whether `UPLOAD=name,http://…` is allowed (advertises `#upload-http` then).
     pub upload_by_url: bool,
+    /// Whether `ivoa.ObsCore` is served (declares the ObsCore 1.1 data model).
+    pub obscore: bool,
 }
 
 impl Default for ServiceDescription {
@@ -77,6 +79,7 @@ impl Default for ServiceDescription {
             retention_default_s: 7 * 86400,
             retention_hard_s: 30 * 86400,
             upload_by_url: false,
+            obscore: false,
         }
     }
 }
@@ -270,6 +273,11 @@ pub fn capabilities(tap_base_url: &str, d: &ServiceDescription) -> String {
         "    <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\">\n      \
          <accessURL use=\"base\">{b}</accessURL>\n    </interface>"
     );
+    if d.obscore {
+        o.push_str(
+            "    <dataModel ivo-id=\"ivo://ivoa.net/std/ObsCore#core-1.1\">ObsCore-1.1</dataModel>\n",
+        );
+    }
     o.push_str("    <language>\n      <name>ADQL</name>\n");
     o.push_str("      <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.0\">2.0</version>\n");
     o.push_str("      <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.1\">2.1</version>\n");
