@@ -29,6 +29,10 @@ pub fn router(svc: Arc<TapService>) -> axum::Router {
     axum::Router::new()
         .route("/datalink/links", axum::routing::get(links).post(links))
         .route("/datalink/file", axum::routing::get(file))
+        .route(
+            "/datalink/cat/{table}",
+            axum::routing::get(catalog_links).post(catalog_links),
+        )
         .with_state(svc)
 }
 
@@ -40,12 +44,38 @@ fn esc(s: &str) -> String {
 }
 
 /// Service descriptors for a result: a DataLink descriptor when the result has an ObsCore
-/// `obs_publisher_did` column and the archive has registered images.
+/// `obs_publisher_did` column and the archive has registered images, and one per catalog
+/// whose identifier column (its `meta.id;meta.main` column, else its first data column) is
+/// in the result under the same name — the links of a catalogue row (`/datalink/cat/…`).
 pub fn descriptors_for(schema: &Schema, svc: &TapService) -> Vec<String> {
-    if svc.images.by_did.is_empty() || schema.field_with_name("obs_publisher_did").is_err() {
-        return Vec::new();
+    let mut out = Vec::new();
+    for (n, c) in svc.engine.archive().catalogs().iter().enumerate() {
+        let Some(id) = crate::scs::id_column(c) else {
+            continue;
+        };
+        if schema.field_with_name(id).is_err() {
+            continue;
+        }
+        out.push(format!(
+            "<RESOURCE type=\"meta\" utype=\"adhoc:service\" ID=\"catlinks_{n}\">\n\
+<DESCRIPTION>Links of a row of {table}: the row, its neighbours, related queries</DESCRIPTION>\n\
+<PARAM name=\"standardID\" datatype=\"char\" arraysize=\"*\" value=\"ivo://ivoa.net/std/DataLink#links-1.1\"/>\n\
+<PARAM name=\"accessURL\" datatype=\"char\" arraysize=\"*\" value=\"{base}/datalink/cat/{table}\"/>\n\
+<PARAM name=\"contentType\" datatype=\"char\" arraysize=\"*\" value=\"{ct}\"/>\n\
+<GROUP name=\"inputParams\">\n\
+<PARAM name=\"ID\" datatype=\"char\" arraysize=\"*\" value=\"\" ref=\"{field}\"/>\n\
+<PARAM name=\"detail\" datatype=\"char\" arraysize=\"*\" value=\"full\"><DESCRIPTION>Columns of the row link: full, principal or minimal</DESCRIPTION><VALUES><OPTION value=\"full\"/><OPTION value=\"principal\"/><OPTION value=\"minimal\"/></VALUES></PARAM>\n\
+</GROUP>\n</RESOURCE>\n",
+            table = esc(&c.qualified_name()),
+            base = esc(&svc.images.public_url),
+            ct = esc(CONTENT_TYPE),
+            field = esc(id),
+        ));
     }
-    vec![format!(
+    if svc.images.by_did.is_empty() || schema.field_with_name("obs_publisher_did").is_err() {
+        return out;
+    }
+    out.push(format!(
         "<RESOURCE type=\"meta\" utype=\"adhoc:service\" ID=\"datalink_svc\">\n\
 <PARAM name=\"standardID\" datatype=\"char\" arraysize=\"*\" value=\"ivo://ivoa.net/std/DataLink#links-1.1\"/>\n\
 <PARAM name=\"accessURL\" datatype=\"char\" arraysize=\"*\" value=\"{}/datalink/links\"/>\n\
@@ -55,7 +85,8 @@ pub fn descriptors_for(schema: &Schema, svc: &TapService) -> Vec<String> {
 </GROUP>\n</RESOURCE>\n",
         esc(&svc.images.public_url),
         esc(CONTENT_TYPE)
-    )]
+    ));
+    out
 }
 
 /// The SODA descriptor of one dataset (its ID fixed, its ranges as VALUES).
@@ -181,6 +212,217 @@ async fn links(State(svc): State<Arc<TapService>>, req: Request) -> Response {
             .into_response();
     }
     let mut r = Response::new(Body::from(links_document(&svc, &ids)));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    r
+}
+
+fn tap_url(svc: &TapService, adql: &str) -> String {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("LANG", "ADQL")
+        .append_pair("QUERY", adql)
+        .finish();
+    format!("{}/tap/sync?{q}", svc.images.public_url)
+}
+
+fn adql_literal(id: &str, numeric: bool) -> String {
+    if numeric {
+        id.to_string()
+    } else {
+        format!("'{}'", id.replace('\'', "''"))
+    }
+}
+
+/// `/datalink/cat/<schema>.<table>?ID=…[&detail=full|principal|minimal]`: the links of
+/// catalogue rows: `#this` (the row, as a TAP query; `detail` chooses all columns, the
+/// principal ones, or identifier and position), `#auxiliary` (the sources within 1′), and
+/// the related queries configured for the catalogue (`.tessera/datalink.json`).
+async fn catalog_links(
+    State(svc): State<Arc<TapService>>,
+    axum::extract::Path(table): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let p = match read_params(req, &svc.config.params).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let cats = svc.engine.archive().catalogs();
+    let Some(c) = cats
+        .iter()
+        .find(|c| c.qualified_name().eq_ignore_ascii_case(&table))
+    else {
+        return TapError::not_found(format!("NotFoundFault: no catalog {table}")).into_response();
+    };
+    let ids = p.get_all("ID");
+    if ids.is_empty() || ids.len() > 1000 {
+        return TapError::bad_request("give 1 to 1000 ID parameters").into_response();
+    }
+    let detail = p
+        .get_nonempty("DETAIL")
+        .unwrap_or("full")
+        .to_ascii_lowercase();
+    if !matches!(detail.as_str(), "full" | "principal" | "minimal") {
+        return TapError::bad_request(format!("detail={detail}: use full, principal or minimal"))
+            .into_response();
+    }
+    let (Some(id_col), Some(ra), Some(dec)) = (
+        crate::scs::id_column(c),
+        c.ra_dec.0.as_deref(),
+        c.ra_dec.1.as_deref(),
+    ) else {
+        return TapError::bad_request(format!("catalog {table} has no identifier or position"))
+            .into_response();
+    };
+    let numeric = c
+        .columns
+        .iter()
+        .find(|col| col.name == id_col)
+        .is_some_and(|col| col.arrow_type.is_numeric());
+    let q = crate::scs::quote;
+    let from = format!("{}.{}", q(&c.schema), q(&c.table));
+    let cols: Vec<String> = match detail.as_str() {
+        "minimal" => vec![q(id_col), q(ra), q(dec)],
+        "principal" => {
+            let mut v = vec![q(id_col), q(ra), q(dec)];
+            v.extend(
+                c.columns
+                    .iter()
+                    .filter(|col| {
+                        col.meta.principal && ![id_col, ra, dec].contains(&col.name.as_str())
+                    })
+                    .map(|col| q(&col.name)),
+            );
+            v
+        }
+        _ => c
+            .columns
+            .iter()
+            .filter(|col| col.name != "_healpix_29")
+            .map(|col| q(&col.name))
+            .collect(),
+    };
+    let mut rows = String::new();
+    for id in ids {
+        let valid = !numeric || id.trim().parse::<f64>().is_ok();
+        let lit = adql_literal(id.trim(), numeric);
+        // The row's position, for the neighbours and the related queries.
+        let pos = if valid {
+            let adql = format!(
+                "SELECT {}, {} FROM {from} WHERE {} = {lit}",
+                q(ra),
+                q(dec),
+                q(id_col)
+            );
+            match svc
+                .engine
+                .query(&adql, &tessera_engine::Limits::default())
+                .await
+            {
+                Ok(r) => r.collect().await.ok().and_then(|(b, _)| {
+                    let b = b.into_iter().find(|b| b.num_rows() > 0)?;
+                    let ra =
+                        arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Float64)
+                            .ok()?;
+                    let dec =
+                        arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Float64)
+                            .ok()?;
+                    use arrow::array::AsArray;
+                    Some((
+                        ra.as_primitive::<arrow::datatypes::Float64Type>().value(0),
+                        dec.as_primitive::<arrow::datatypes::Float64Type>().value(0),
+                    ))
+                }),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let Some((ra0, dec0)) = pos else {
+            rows.push_str(&row(
+                [
+                    id,
+                    "",
+                    "",
+                    &format!("NotFoundFault: no row of {table} with {id_col} = {id}"),
+                    "",
+                    "#this",
+                    "",
+                ],
+                None,
+            ));
+            continue;
+        };
+        let this = format!(
+            "SELECT {} FROM {from} WHERE {} = {lit}",
+            cols.join(", "),
+            q(id_col)
+        );
+        rows.push_str(&row(
+            [
+                id,
+                &tap_url(&svc, &this),
+                "",
+                "",
+                &format!("this row of {table} ({detail} columns)"),
+                "#this",
+                "application/x-votable+xml",
+            ],
+            None,
+        ));
+        let near = format!(
+            "SELECT {}, {}, {}, DISTANCE(POINT('ICRS', {}, {}), POINT('ICRS', {ra0:?}, {dec0:?})) AS dist FROM {from} WHERE 1 = CONTAINS(POINT('ICRS', {}, {}), CIRCLE('ICRS', {ra0:?}, {dec0:?}, 0.0166666667)) ORDER BY dist",
+            q(id_col),
+            q(ra),
+            q(dec),
+            q(ra),
+            q(dec),
+            q(ra),
+            q(dec)
+        );
+        rows.push_str(&row(
+            [
+                id,
+                &tap_url(&svc, &near),
+                "",
+                "",
+                &format!("sources of {table} within 1 arcmin"),
+                "#auxiliary",
+                "application/x-votable+xml",
+            ],
+            None,
+        ));
+        for r in svc
+            .images
+            .related
+            .iter()
+            .filter(|r| r.catalog.eq_ignore_ascii_case(&table))
+        {
+            let adql = r
+                .query
+                .replace("{id}", &lit)
+                .replace("{ra}", &format!("{ra0:?}"))
+                .replace("{dec}", &format!("{dec0:?}"));
+            rows.push_str(&row(
+                [
+                    id,
+                    &tap_url(&svc, &adql),
+                    "",
+                    "",
+                    &r.description,
+                    &r.semantics,
+                    "application/x-votable+xml",
+                ],
+                None,
+            ));
+        }
+    }
+    let doc = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\">\n\
+<RESOURCE type=\"results\">\n<INFO name=\"standardID\" value=\"ivo://ivoa.net/std/DataLink#links-1.1\"/>\n\
+<TABLE>\n{FIELDS}<DATA><TABLEDATA>\n{rows}</TABLEDATA></DATA>\n</TABLE>\n</RESOURCE>\n</VOTABLE>\n"
+    );
+    let mut r = Response::new(Body::from(doc));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     r

@@ -31,6 +31,22 @@ pub struct ImageEntry {
     pub em: Option<(f64, f64)>,
 }
 
+/// A related query offered in the DataLink document of a catalogue row (configured in
+/// `ROOT/.tessera/datalink.json` as `[{"catalog": "schema.table", "semantics": "#…",
+/// "description": "…", "query": "SELECT … {id} … {ra} … {dec}"}]`; `{id}` is the row's
+/// identifier as an ADQL literal, `{ra}`/`{dec}` its position).
+#[derive(Debug, Clone)]
+pub struct RelatedQuery {
+    /// `schema.table` whose rows get the link.
+    pub catalog: String,
+    /// DataLink semantics (`#auxiliary`, `#derivation`, …).
+    pub semantics: String,
+    /// What the link gives.
+    pub description: String,
+    /// ADQL with `{id}`, `{ra}`, `{dec}`.
+    pub query: String,
+}
+
 /// The images of the data root.
 #[derive(Debug, Default)]
 pub struct ImageIndex {
@@ -38,6 +54,38 @@ pub struct ImageIndex {
     pub public_url: String,
     /// By DID.
     pub by_did: HashMap<String, ImageEntry>,
+    /// Related queries of catalogue rows (DataLink).
+    pub related: Vec<RelatedQuery>,
+}
+
+/// Reads `ROOT/.tessera/datalink.json` (absent: none).
+fn related_queries(root: &Path) -> anyhow::Result<Vec<RelatedQuery>> {
+    let path = root.join(".tessera/datalink.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let items = v
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("{}: expected a JSON array", path.display()))?;
+    let mut out = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let get = |k: &str| -> anyhow::Result<String> {
+            it.get(k)
+                .and_then(|x| x.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| anyhow::anyhow!("{}: entry {i} has no string `{k}`", path.display()))
+        };
+        out.push(RelatedQuery {
+            catalog: get("catalog")?,
+            semantics: get("semantics")?,
+            description: get("description")?,
+            query: get("query")?,
+        });
+    }
+    Ok(out)
 }
 
 impl ImageIndex {
@@ -51,10 +99,12 @@ impl ImageIndex {
         let mut index = ImageIndex {
             public_url: public_url.trim_end_matches('/').to_string(),
             by_did: HashMap::new(),
+            related: Vec::new(),
         };
         let Some(root) = root else {
             return Ok((index, None));
         };
+        index.related = related_queries(root)?;
         let Some(batch) = obscore::read_registry(root)? else {
             return Ok((index, None));
         };

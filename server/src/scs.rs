@@ -127,7 +127,7 @@ fn number(p: &HashMap<String, String>, name: &str) -> Result<f64, String> {
 }
 
 /// The identifier column of a catalog: `meta.id;meta.main`, else the first data column.
-fn id_column(c: &CatalogInfo) -> Option<&str> {
+pub(crate) fn id_column(c: &CatalogInfo) -> Option<&str> {
     c.columns
         .iter()
         .find(|col| {
@@ -140,7 +140,7 @@ fn id_column(c: &CatalogInfo) -> Option<&str> {
         .map(|col| col.name.as_str())
 }
 
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -385,3 +385,102 @@ fn load_images_rejects_broken_files_with_clear_errors_and_registers_nothing() {
         "{err}"
     );
 }
+
+#[test]
+fn catalog_rows_link_to_themselves_their_neighbours_and_configured_queries() {
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(demo_root().join("hipparcos"), root.path().join("hipparcos"))
+        .unwrap();
+    std::fs::create_dir_all(root.path().join(".tessera")).unwrap();
+    std::fs::write(
+        root.path().join(".tessera/datalink.json"),
+        r##"[{"catalog": "hipparcos.hip2", "semantics": "#auxiliary", "description": "bright neighbours within 2 degrees", "query": "SELECT HIP, Hpmag FROM hipparcos.hip2 WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE({ra}, {dec}, 2)) AND Hpmag < 8 AND HIP <> {id}"}]"##,
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let srv = common::start_on(root.path(), &[], state.path());
+    let a = &srv.addr;
+    let script = r##"
+import json, sys, pyvo
+base = sys.argv[1]
+tap = pyvo.dal.TAPService(base + "/tap")
+res = tap.run_sync("SELECT HIP, ra, dec FROM hipparcos.hip2 WHERE HIP = 32349")
+dl = res[0].getdatalink()
+out = {"links": [[r.semantics, r.description] for r in dl]}
+this = [r for r in dl if r.semantics == "#this"][0].getdataset().read()
+rows = {}
+for r in dl:
+    t = pyvo.dal.DALResults.from_result_url(r.access_url).to_table()
+    rows[r.description] = [int(x) for x in t["HIP"]]
+out["rows"] = rows
+print(json.dumps(out))
+"##;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(format!("http://{a}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let links = v["links"].as_array().unwrap();
+    assert_eq!(links.len(), 3, "{v}");
+    let rows = &v["rows"];
+    // Sirius itself; within 1′ only Sirius; the configured query finds other bright stars
+    // within 1° and never Sirius.
+    assert_eq!(
+        rows["this row of hipparcos.hip2 (full columns)"],
+        serde_json::json!([32349]),
+        "{v}"
+    );
+    assert_eq!(
+        rows["sources of hipparcos.hip2 within 1 arcmin"],
+        serde_json::json!([32349]),
+        "{v}"
+    );
+    let bright = rows["bright neighbours within 2 degrees"]
+        .as_array()
+        .unwrap();
+    assert!(
+        !bright.is_empty() && !bright.contains(&serde_json::json!(32349)),
+        "{v}"
+    );
+    // detail=minimal gives the identifier and position only; unknown rows are NotFoundFault.
+    let (status, _, body) = http(
+        a,
+        "GET",
+        "/datalink/cat/hipparcos.hip2?ID=32349&ID=999999999&detail=minimal",
+        None,
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("minimal columns")
+            && body.contains("NotFoundFault: no row of hipparcos.hip2 with HIP = 999999999"),
+        "{body}"
+    );
+    let out = Command::new("timeout")
+        .args(["120", "stilts", "datalinklint"])
+        .arg(format!(
+            "votable=http://{a}/datalink/cat/hipparcos.hip2?ID=32349&ID=999999999"
+        ))
+        .output()
+        .unwrap();
+    let lint = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        lint.contains("Totals: Errors: 0;") && lint.contains("Failures: 0"),
+        "{lint}"
+    );
+    let (status, _, _) = http(
+        a,
+        "GET",
+        "/datalink/cat/hipparcos.hip2?ID=1&detail=everything",
+        None,
+    );
+    assert_eq!(status, 400);
+}
