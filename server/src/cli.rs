@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// that can reach hosts the public must not.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub upload_urls: bool,
+    /// Catalogues with more rows are not served as catalogue HiPS (their tiles are built in
+    /// memory on first request).
+    #[arg(long, env = "TESSERA_HIPS_MAX_ROWS", default_value_t = 5_000_000)]
+    pub hips_max_rows: u64,
     /// Async jobs executing at once.
     #[arg(long, default_value_t = 2)]
     pub max_running_jobs: usize,
@@ -465,6 +469,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         config.upload.max_bytes = a.upload_limit;
         config.upload.max_rows = a.upload_max_rows;
         config.upload.allow_urls = a.upload_urls;
+        config.hips_max_rows = a.hips_max_rows;
         let jobs = crate::tap::JobSettings {
             state_dir: state_dir.clone(),
             results: root.child(".tessera/results"),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod datalink;
 pub mod demo;
 pub mod formats;
+pub mod hips;
 pub mod images;
 pub mod query_cli;
 pub mod routes;

@@ -39,6 +39,7 @@ pub fn app(state: AppState, extra: Router) -> Router {
         .with_state(state.clone())
         .merge(crate::tap::router(state.tap.clone()))
         .merge(crate::scs::router(state.tap.clone()))
+        .merge(crate::hips::router(state.tap.clone()))
         .merge(crate::sia::router(state.tap.clone()))
         .merge(crate::datalink::router(state.tap.clone()))
         .merge(crate::soda::router(state.tap.clone()))

@@ -31,6 +31,8 @@ pub struct TapConfig {
     pub params: params::ParamLimits,
     /// Upload limits.
     pub upload: upload::UploadLimits,
+    /// Catalogues with more rows get no catalogue HiPS (it is built in memory).
+    pub hips_max_rows: u64,
 }
 
 impl TapConfig {
@@ -52,6 +54,7 @@ impl TapConfig {
                 allow_urls: false,
                 spool_dir,
             },
+            hips_max_rows: crate::hips::DEFAULT_MAX_ROWS,
         }
     }
 }

@@ -35,14 +35,20 @@ pub(crate) fn python() -> &'static Path {
 }
 
 /// The demo archive (real Hipparcos), built once for this test binary.
+/// The demo archive, rebuilt once per run of a test binary in a directory named after the
+/// binary under Cargo's target tmpdir: fresh on every run (no stale data from an older
+/// build), and never more than one copy per binary on disk (a kept temporary directory per
+/// run filled the disk).
 pub(crate) fn demo_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("tessera-tap-demo")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_stem().unwrap().to_string_lossy().to_string();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-{name}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
         tessera_server::demo::ensure_demo(&dir).unwrap();
         dir
     })
