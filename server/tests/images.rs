@@ -484,3 +484,57 @@ print(json.dumps(out))
     );
     assert_eq!(status, 400);
 }
+
+#[test]
+fn sia_parameters_filter_and_bad_ones_are_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let srv = start(&[], state.path());
+    let a = &srv.addr;
+    let count = |q: &str| -> (u16, usize, String) {
+        let (status, _, body) = http(
+            a,
+            "GET",
+            &format!("/sia/query?{q}&RESPONSEFORMAT=votable/td"),
+            None,
+        );
+        let body = String::from_utf8_lossy(&body).to_string();
+        (status, body.matches("<TR>").count(), body)
+    };
+    // The three demo images; FOV, DPTYPE, CALIB, COLLECTION, TARGET and ID select among them.
+    assert_eq!(count("COLLECTION=demo").1, 3);
+    assert_eq!(count("COLLECTION=demo&COLLECTION=other").1, 3);
+    assert_eq!(count("COLLECTION=other").1, 0);
+    assert_eq!(count("DPTYPE=image&CALIB=2").1, 3);
+    assert_eq!(count("DPTYPE=cube").1, 0);
+    assert_eq!(count("FOV=0.1+0.2").1, 1, "m13 spans 0.118 deg");
+    assert_eq!(count(&format!("ID={}", enc(M13))).1, 1);
+    assert_eq!(count("POS=RANGE+250+251+36+37").1, 1);
+    assert_eq!(count("POS=POLYGON+83.6+22.0+83.7+22.0+83.65+22.05").1, 1);
+    // Images without a spectral axis have no em_min/em_max: a BAND excludes them.
+    assert_eq!(count("BAND=5e-7+6e-7").1, 0);
+    let (status, n, body) = count("COLLECTION=demo&MAXREC=1");
+    assert_eq!((status, n), (200, 1));
+    assert!(body.contains("value=\"OVERFLOW\""), "{body}");
+    for bad in [
+        "POS=CIRCLE+1+2",
+        "BAND=7+6",
+        "CALIB=x",
+        "POS=BOX+1+2+3+4",
+        "MAXREC=-3",
+    ] {
+        let (status, _, body) = count(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("QUERY_STATUS"), "{bad}: {body}");
+    }
+    let (status, _, caps) = http(a, "GET", "/sia/capabilities", None);
+    let caps = String::from_utf8_lossy(&caps);
+    assert_eq!(status, 200);
+    assert!(
+        caps.contains("ivo://ivoa.net/std/SIA#query-2.0")
+            && caps.contains(&format!("http://{a}/sia/query")),
+        "{caps}"
+    );
+    let (status, _, avail) = http(a, "GET", "/sia/availability", None);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&avail).contains("<vosi:available>true"));
+}
