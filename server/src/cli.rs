@@ -486,6 +486,12 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         println!("  TAP:    http://{addr}/tap");
         println!("  health: http://{addr}/health");
         let app = crate::routes::app(crate::routes::AppState::new(tap), extra);
+        // Without TCP_NODELAY a keep-alive client waited ~40 ms for each response's last
+        // segment (Nagle against delayed ACKs): 42 ms per small cone instead of 0.7 ms.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
