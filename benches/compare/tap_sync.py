@@ -11,7 +11,10 @@ One command (results in docs/benchmarks.md, "TAP /tap/sync end to end (issue 5)"
 2. cones: the 200 centres of cones.py (numpy, seed 42, uniform on the sphere) at each
    `--radius` (default 1′ and 6′) go to `tap_sync cones`, which starts `tessera serve`,
    opens the engine in process, and times each cone in the engine, through `/tap/sync` on a
-   new connection, and on a keep-alive connection (warm-up pass, then `--repeat` passes);
+   new connection, on a keep-alive connection, and on a keep-alive connection whose client
+   sets TCP_QUICKACK (warm-up pass, then `--repeat` passes); once per `--schedules` entry
+   (`blocks`: engine passes back to back as cone_latency, then each HTTP way; `interleaved`:
+   every way per cone before the next cone);
 3. big: `tap_sync big` with `SELECT * FROM <table>` and MAXREC above the row count, once per
    `--big-format` (default BINARY2 then CSV), each on a freshly started server, `--big-repeat`
    runs, the server's VmRSS sampled every 100 ms;
@@ -82,31 +85,36 @@ def markdown(res: dict) -> str:
         f"Run {p['started_utc']} UTC, commit `{p['commit']}`, {p['machine']}, load average {p['loadavg_start']} → {res.get('loadavg_end', '?')}.",
         "",
     ]
-    c = res.get("cones")
-    if c:
+    runs = res.get("cones") or []
+    if runs:
+        c0 = runs[0]
         out += [
-            f"Small cones on `{c['table']}` ({c['radii'][0]['cones']} centres per radius, {c['repeat']} timed passes after a warm-up pass; "
-            f"RESPONSEFORMAT={c['format']}; ms):",
+            f"Small cones on `{c0['table']}` ({c0['radii'][0]['cones']} centres per radius, {c0['repeat']} timed passes after a warm-up pass, "
+            f"RESPONSEFORMAT={c0['format']}, ms). *blocks*: per pass all cones in the engine back to back (as `cone_latency`), then all through HTTP "
+            "one way after the other; *interleaved*: each cone engine → HTTP ways before the next. HTTP total = last body byte, timer started before `connect` "
+            "for new connections; \"+QUICKACK\" = keep-alive with the client setting TCP_QUICKACK after each request:",
             "",
-            "| radius | rows | engine p50 | engine p95 | sync new conn TTFB p50 | p95 | total p50 | p95 | sync keep-alive TTFB p50 | p95 | total p50 | p95 | sync ÷ engine p50 (new / keep-alive) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| schedule | radius | rows | engine p50 | engine p95 | new conn TTFB p50 | new conn total p50 | p95 | keep-alive total p50 | p95 | keep-alive +QUICKACK total p50 | p95 | sync ÷ engine p50: new / keep-alive / +QUICKACK |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in c["radii"]:
-            e, n, k = r["engine"], r["new_conn"], r["keep_alive"]
+        for c in runs:
+            for r in c["radii"]:
+                e, n, k, q = r["engine"], r["new_conn"], r["keep_alive"], r["keep_alive_quickack"]
+                out.append(
+                    f"| {c['schedule']} | {radius_label(r['r'])} | {r['rows']:,} | {f3(e['p50_ms'])} | {f3(e['p95_ms'])} | "
+                    f"{f3(n['ttfb']['p50_ms'])} | {f3(n['total']['p50_ms'])} | {f3(n['total']['p95_ms'])} | "
+                    f"{f3(k['total']['p50_ms'])} | {f3(k['total']['p95_ms'])} | {f3(q['total']['p50_ms'])} | {f3(q['total']['p95_ms'])} | "
+                    f"{r['ratio_p50_new_conn']:.2f}× / {r['ratio_p50_keep_alive']:.1f}× / {r['ratio_p50_keep_alive_quickack']:.2f}× |"
+                )
+        out.append("")
+        for c in runs:
+            h = c["health"]
             out.append(
-                f"| {radius_label(r['r'])} | {r['rows']:,} | {f3(e['p50_ms'])} | {f3(e['p95_ms'])} | "
-                f"{f3(n['ttfb']['p50_ms'])} | {f3(n['ttfb']['p95_ms'])} | {f3(n['total']['p50_ms'])} | {f3(n['total']['p95_ms'])} | "
-                f"{f3(k['ttfb']['p50_ms'])} | {f3(k['ttfb']['p95_ms'])} | {f3(k['total']['p50_ms'])} | {f3(k['total']['p95_ms'])} | "
-                f"{r['ratio_p50_new_conn']:.2f}× / {r['ratio_p50_keep_alive']:.2f}× |"
+                f"* {c['schedule']}: HTTP floor `GET /health`: new connection p50 {f3(h['new_conn']['p50_ms'])} ms, keep-alive {f3(h['keep_alive']['p50_ms'])} ms, "
+                f"+QUICKACK {f3(h['keep_alive_quickack']['p50_ms'])} ms; HTTP/engine row-count mismatches: {sum(r['row_mismatches'] for r in c['radii'])}; "
+                f"server RSS after: {c['rss_mb']:.0f} MB"
             )
-        h = c["health"]
-        out += [
-            "",
-            f"HTTP floor, `GET /health` on the same server: new connection p50 {f3(h['new_conn']['p50_ms'])} ms (p95 {f3(h['new_conn']['p95_ms'])}), "
-            f"keep-alive p50 {f3(h['keep_alive']['p50_ms'])} ms (p95 {f3(h['keep_alive']['p95_ms'])}). "
-            f"Row counts: {sum(r['row_mismatches'] for r in c['radii'])} HTTP/engine mismatches. Server RSS after the cones: {c['rss_mb']:.0f} MB.",
-            "",
-        ]
+        out.append("")
     big = res.get("big") or []
     if big:
         out += [
@@ -141,6 +149,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--radius", default="1arcmin,6arcmin")
     ap.add_argument("--repeat", type=int, default=3, help="timed passes over the cones (default 3)")
+    ap.add_argument("--schedules", default="blocks,interleaved", help="tap_sync cones schedules to run (blocks, interleaved)")
     ap.add_argument("--big-format", default="votable,csv", help="formats of the large result ('' skips it)")
     ap.add_argument("--big-repeat", type=int, default=3)
     ap.add_argument("--big-query", help="default: SELECT * FROM <table>")
@@ -165,13 +174,18 @@ def main() -> int:
             for r in radii:
                 for ra, dec in centres:
                     f.write(f"{float(ra)!r} {float(dec)!r} {float(r)!r}\n")
+        res["cones"] = []
         try:
-            res["cones"] = tap_sync(["cones", *server, "--table", spec["table"], "--id", spec["id"], "--cones", str(cones_file), "--repeat", str(args.repeat)])
+            for sched in [x.strip() for x in args.schedules.split(",") if x.strip()]:
+                extra = ["--interleave"] if sched == "interleaved" else []
+                j = tap_sync(["cones", *server, "--table", spec["table"], "--id", spec["id"], "--cones", str(cones_file), "--repeat", str(args.repeat), *extra])
+                res["cones"].append(j)
+                for r in j["radii"]:
+                    log(f"cones {sched} {radius_label(r['r'])}: engine p50 {r['engine']['p50_ms']:.3f} ms, sync total p50 {r['new_conn']['total']['p50_ms']:.3f} ms (new conn), "
+                        f"{r['keep_alive']['total']['p50_ms']:.3f} ms (keep-alive), {r['keep_alive_quickack']['total']['p50_ms']:.3f} ms (+QUICKACK); "
+                        f"ratio {r['ratio_p50_new_conn']:.2f}× / {r['ratio_p50_keep_alive']:.1f}× / {r['ratio_p50_keep_alive_quickack']:.2f}×")
         finally:
             cones_file.unlink(missing_ok=True)
-        for r in res["cones"]["radii"]:
-            log(f"cones {radius_label(r['r'])}: engine p50 {r['engine']['p50_ms']:.3f} ms, sync total p50 {r['new_conn']['total']['p50_ms']:.3f} ms (new conn), "
-                f"{r['keep_alive']['total']['p50_ms']:.3f} ms (keep-alive); ratio {r['ratio_p50_new_conn']:.2f}× / {r['ratio_p50_keep_alive']:.2f}×")
 
     query = args.big_query or f"SELECT * FROM {spec['table']}"
     res["big"] = []
@@ -186,7 +200,7 @@ def main() -> int:
     jpath, mpath = cc.write_results(args.out, "tap_sync", res, md)
     print(md)
     log(f"wrote {jpath} and {mpath}")
-    mism = sum(r["row_mismatches"] for r in (res.get("cones") or {}).get("radii", []))
+    mism = sum(r["row_mismatches"] for c in res.get("cones") or [] for r in c["radii"])
     return 3 if mism else 0
 
 
