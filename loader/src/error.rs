@@ -35,6 +35,9 @@ pub enum Error {
     /// The catalog store rejected an operation.
     #[error(transparent)]
     Storage(#[from] tessera_storage::Error),
+    /// A FITS image could not be used (its message names the file, the HDU and the card).
+    #[error(transparent)]
+    Image(#[from] tessera_storage::image::ImageError),
     /// Arrow failed on data the loader built (a bug unless the message says otherwise).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

@@ -10,6 +10,7 @@
 
 pub mod checksum;
 pub mod error;
+pub mod hips;
 pub mod images;
 pub mod obscore;
 pub mod pipeline;

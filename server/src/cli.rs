@@ -38,6 +38,79 @@ pub enum Command {
     Query(QueryArgs),
     /// Register FITS images and cubes (files or directories) in ivoa.ObsCore of a data root.
     LoadImages(LoadImagesArgs),
+    /// HiPS (Hierarchical Progressive Surveys): build image HiPS and catalogue tile stores.
+    #[command(subcommand)]
+    Hips(HipsCommand),
+}
+
+/// `tessera hips …`.
+#[derive(Debug, Subcommand)]
+pub enum HipsCommand {
+    /// Build an image HiPS (FITS/PNG/JPEG tiles, Allsky, Moc.fits, properties) from the FITS
+    /// images registered in a collection, as Aladin's Hipsgen does; published atomically.
+    Build(HipsBuildArgs),
+    /// Build (or rebuild) the catalogue HiPS tile store of catalogs, as `tessera load` does
+    /// after loading: needed for catalogs over `tessera serve --hips-max-rows` loaded with
+    /// --no-hips or by another tool (hats-import), or to rank the rows by another column.
+    Index(HipsIndexArgs),
+}
+
+/// `tessera hips index`.
+#[derive(Debug, Args)]
+pub struct HipsIndexArgs {
+    /// The data root: a directory, file:// or s3:// URL.
+    #[arg(long, env = "TESSERA_DATA")]
+    pub data: String,
+    /// The catalogs, as schema.table (default: every catalog with position columns).
+    #[arg(long)]
+    pub catalog: Vec<String>,
+    /// The numeric column ranking the rows, smallest first (default: the magnitude column,
+    /// else a stable pseudo-random order).
+    #[arg(long)]
+    pub rank: Option<String>,
+    /// Where the stores go, one directory per catalog (default: ROOT/.tessera/hips, where
+    /// `tessera serve` looks with its default --state-dir; for an s3:// root give the
+    /// server's `<state dir>/hips`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tessera hips build`.
+#[derive(Debug, Args)]
+pub struct HipsBuildArgs {
+    /// The data root whose image registry (ROOT/.tessera/obscore.parquet) lists the images.
+    #[arg(long, env = "TESSERA_DATA")]
+    pub data: PathBuf,
+    /// The ObsCore collection (obs_collection) whose images make the HiPS.
+    #[arg(long)]
+    pub collection: String,
+    /// The HiPS directory; its name is the HiPS id (default: ROOT/hips/<collection>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Tile formats, comma-separated: fits, png, jpeg.
+    #[arg(long, default_value = "fits,png")]
+    pub format: String,
+    /// PNG/JPEG transfer function: linear, sqrt, log or asinh.
+    #[arg(long, default_value = "linear")]
+    pub stretch: String,
+    /// PNG/JPEG pixel cut MIN,MAX in data units (default: the 0.5 and 99.9 percentiles of
+    /// the input pixels).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cut: Option<String>,
+    /// Deepest HiPS order (3-20; default: from the finest input pixel scale, as Hipsgen).
+    #[arg(long)]
+    pub order: Option<u8>,
+    /// obs_title of the HiPS (default: "<collection> (Tessera image HiPS)").
+    #[arg(long)]
+    pub title: Option<String>,
+    /// creator_did of the HiPS (default: ivo://tessera/P/<id>).
+    #[arg(long)]
+    pub creator_did: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `tessera load-images`.
@@ -115,10 +188,16 @@ pub struct ServeArgs {
     /// that can reach hosts the public must not.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub upload_urls: bool,
-    /// Catalogues with more rows are not served as catalogue HiPS (their tiles are built in
-    /// memory on first request).
+    /// Catalogues with more rows get no catalogue HiPS tile store built on the first request
+    /// (`tessera load` and `tessera hips index` build it for any size).
     #[arg(long, env = "TESSERA_HIPS_MAX_ROWS", default_value_t = 5_000_000)]
     pub hips_max_rows: u64,
+    /// Where the npm package aladin-lite (3.8.2) is installed for the /viewer page: an npm
+    /// prefix (`npm install --prefix DIR aladin-lite@3.8.2`) or the package directory.
+    /// Default: ~/.cache/tessera-web when it holds it (tools/install-test-deps installs it
+    /// there); without it the page loads Aladin Lite from CDS.
+    #[arg(long, env = "TESSERA_ALADIN_LITE")]
+    pub aladin_lite: Option<PathBuf>,
     /// Async jobs executing at once.
     #[arg(long, default_value_t = 2)]
     pub max_running_jobs: usize,
@@ -153,6 +232,15 @@ pub struct LoadArgs {
     /// Target catalog: ROOT/<schema>/<table> as a path, file://, or s3:// URL.
     #[arg(long)]
     pub catalog: String,
+    /// Do not build the catalogue HiPS tile store after loading (`tessera serve` then builds
+    /// it on the first HiPS request, for catalogs under its --hips-max-rows).
+    #[arg(long)]
+    pub no_hips: bool,
+    /// The numeric column ranking the catalogue HiPS rows, smallest first (the brightest
+    /// magnitude); default: the column with a `phot.mag` UCD or a magnitude-like name, else a
+    /// stable pseudo-random order.
+    #[arg(long)]
+    pub hips_rank: Option<String>,
     /// Input format (csv, tsv, parquet, fits, votable, cds); guessed from the file name.
     #[arg(long)]
     pub format: Option<String>,
@@ -308,6 +396,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(a) => info(a),
         Command::Query(a) => query(a),
         Command::LoadImages(a) => load_images(a),
+        Command::Hips(HipsCommand::Build(a)) => hips_build(a),
+        Command::Hips(HipsCommand::Index(a)) => hips_index(a),
     }
 }
 
@@ -485,7 +575,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         println!("  home:   http://{addr}/");
         println!("  TAP:    http://{addr}/tap");
         println!("  health: http://{addr}/health");
-        let app = crate::routes::app(crate::routes::AppState::new(tap), extra);
+        println!("  viewer: http://{addr}/viewer");
+        let aladin = crate::config::aladin_lite_script(a.aladin_lite.as_deref());
+        let state = crate::routes::AppState::new(tap).with_aladin_lite(aladin);
+        let app = crate::routes::app(state, extra);
         // Without TCP_NODELAY a keep-alive client waited ~40 ms for each response's last
         // segment (Nagle against delayed ACKs): 42 ms per small cone instead of 0.7 ms.
         use axum::serve::ListenerExt;
@@ -520,6 +613,101 @@ fn load_images(a: LoadImagesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn hips_index(a: HipsIndexArgs) -> anyhow::Result<()> {
+    let store = store_options(a.store.s3_endpoint.clone(), a.store.s3_region.clone());
+    let root = tessera_engine::Location::parse(&a.data, &store)?;
+    let out = match (&a.out, &root.local_dir) {
+        (Some(o), _) => o.clone(),
+        (None, Some(local)) => local.join(".tessera").join("hips"),
+        (None, None) => bail!(
+            "--out is required when the data root ({}) is not a local directory",
+            a.data
+        ),
+    };
+    let rt = runtime()?;
+    let archive = rt.block_on(tessera_engine::Archive::open(root))?;
+    let mut chosen = Vec::new();
+    for name in &a.catalog {
+        let c = archive
+            .catalogs()
+            .iter()
+            .find(|c| c.qualified_name().eq_ignore_ascii_case(name))
+            .with_context(|| format!("no catalog {name} in {}", a.data))?;
+        chosen.push(c);
+    }
+    if a.catalog.is_empty() {
+        chosen.extend(
+            archive
+                .catalogs()
+                .iter()
+                .filter(|c| c.ra_dec.0.is_some() && c.ra_dec.1.is_some()),
+        );
+    }
+    if chosen.is_empty() {
+        bail!("no catalog with position columns in {}", a.data);
+    }
+    for c in chosen {
+        let dir = out.join(c.qualified_name());
+        let line = rt.block_on(crate::hips::build_store(
+            &c.location,
+            &c.schema,
+            &c.table,
+            a.rank.as_deref(),
+            &dir,
+        ))?;
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn hips_build(a: HipsBuildArgs) -> anyhow::Result<()> {
+    use tessera_loader::hips::{HipsBuildOptions, Stretch, TileFormat};
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.data.join("hips").join(&a.collection));
+    let mut opts = HipsBuildOptions::new(&a.data, &a.collection, out);
+    opts.formats = TileFormat::parse_list(&a.format)?;
+    opts.stretch = Stretch::parse(&a.stretch).with_context(|| {
+        format!(
+            "--stretch {}: expected linear, sqrt, log or asinh",
+            a.stretch
+        )
+    })?;
+    if let Some(c) = &a.cut {
+        let parsed = c.split_once(',').and_then(|(lo, hi)| {
+            Some((
+                lo.trim().parse::<f64>().ok()?,
+                hi.trim().parse::<f64>().ok()?,
+            ))
+        });
+        opts.cut = Some(parsed.with_context(|| format!("--cut {c}: expected MIN,MAX"))?);
+    }
+    opts.order = a.order;
+    opts.title = a.title;
+    opts.creator_did = a.creator_did;
+    opts.progress = !a.quiet;
+    let report = tessera_loader::hips::build_image_hips(&opts)?;
+    for w in &report.warnings {
+        eprintln!("note: {w}");
+    }
+    println!(
+        "built image HiPS {} from {} image(s) ({:.1} Mpixel): order {}, {} tiles ({} at order {}), cut {} {}, sky fraction {:.3e}, in {:.1} s",
+        report.out.display(),
+        report.images,
+        report.input_pixels as f64 / 1e6,
+        report.order,
+        report.tiles.iter().sum::<usize>(),
+        report.tiles.last().copied().unwrap_or(0),
+        report.order,
+        report.cut.0,
+        report.cut.1,
+        report.sky_fraction,
+        report.seconds
+    );
+    Ok(())
+}
+
 fn load(a: LoadArgs) -> anyhow::Result<()> {
     let format = match &a.format {
         Some(f) => Some(tessera_loader::Format::parse(f).with_context(|| {
@@ -542,6 +730,14 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
         Some("\\t") | Some("\t") | Some("tab") => Some(b'\t'),
         Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
         Some(d) => bail!("--delimiter must be one character or \\t, got `{d}`"),
+    };
+    let hips_location = if a.no_hips {
+        None
+    } else {
+        Some(tessera_engine::Location::parse(
+            &a.catalog,
+            &store_options(a.store.s3_endpoint.clone(), a.store.s3_region.clone()),
+        )?)
     };
     let opts = tessera_loader::LoadOptions {
         inputs: a.inputs,
@@ -604,6 +800,35 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
     if !r.bad_rows.is_empty() {
         println!("  {} malformed row(s) skipped", r.bad_rows.len());
     }
+    if let Some(loc) = hips_location {
+        hips_after_load(&loc, a.hips_rank.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Builds the catalogue HiPS tile store of a catalog just loaded, so that `tessera serve`
+/// serves its tiles at once whatever its size.
+fn hips_after_load(loc: &tessera_engine::Location, rank: Option<&str>) -> anyhow::Result<()> {
+    let parts = loc.local_dir.as_deref().and_then(|d| {
+        let parent = d.parent()?;
+        Some((
+            parent.parent()?.to_path_buf(),
+            parent.file_name()?.to_str()?.to_string(),
+            d.file_name()?.to_str()?.to_string(),
+        ))
+    });
+    let Some((root, schema, table)) = parts else {
+        println!(
+            "  HiPS: {} is not on a local disk; `tessera serve` builds its tile store on the first request",
+            loc.url
+        );
+        return Ok(());
+    };
+    let dir = crate::hips::root_store_dir(&root, &schema, &table);
+    let line = runtime()?
+        .block_on(crate::hips::build_store(loc, &schema, &table, rank, &dir))
+        .context("the catalog is loaded and published, but its HiPS tile store is not (rerun with `tessera hips index`)")?;
+    println!("  {line}");
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! Configuration that comes from the environment. Only `main`, the CLI and this module read
 //! environment variables; the library crates receive explicit settings.
 
+use std::path::{Path, PathBuf};
+
 use tessera_engine::StoreOptions;
 
 /// Object-store settings from the usual AWS variables (`AWS_ENDPOINT_URL`,
@@ -20,6 +22,40 @@ pub fn store_options(endpoint: Option<String>, region: Option<String>) -> StoreO
         s3_session_token: env("AWS_SESSION_TOKEN"),
         s3_allow_http: env("AWS_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1"),
     }
+}
+
+/// The Aladin Lite ES module (`aladin-lite/dist/aladin.js`, npm package 3.8.2) the `/viewer`
+/// page loads: looked for in `dir` (an npm prefix holding `node_modules/aladin-lite`, the
+/// package directory, or its `dist/`), else in the prefix `tools/install-test-deps` installs
+/// into, `$XDG_CACHE_HOME/tessera-web` or `~/.cache/tessera-web`. None when absent: the page
+/// then loads the CDS-hosted build.
+pub fn aladin_lite_script(dir: Option<&Path>) -> Option<PathBuf> {
+    let find = |d: &Path| {
+        [
+            d.join("node_modules/aladin-lite/dist/aladin.js"),
+            d.join("dist/aladin.js"),
+            d.join("aladin.js"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+    };
+    if let Some(d) = dir {
+        let found = find(d);
+        if found.is_none() {
+            tracing::warn!(
+                "--aladin-lite {}: no aladin-lite/dist/aladin.js there; /viewer will load Aladin Lite from CDS",
+                d.display()
+            );
+        }
+        return found;
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let cache = env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))?;
+    find(&cache.join("tessera-web"))
 }
 
 /// Parses a byte size such as `512M`, `4G`, `1.5GiB` or `1000000`.

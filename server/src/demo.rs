@@ -1,5 +1,6 @@
 //! The demo archive: the real Hipparcos catalogue (hip2) and a few real FITS images from
-//! `datasets/`, loaded and registered on first run.
+//! `datasets/`, loaded and registered on first run, and an image HiPS of the images at
+//! `ROOT/hips/demo-images`.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,7 @@ pub fn datasets_dir() -> Option<PathBuf> {
 pub fn ensure_demo(root: &Path) -> anyhow::Result<bool> {
     let target = root.join("hipparcos/hip2");
     let images = ensure_demo_images(root)?;
+    let images = ensure_demo_hips(root) | images;
     if target.join("hats.properties").is_file() {
         return Ok(images);
     }
@@ -81,6 +83,39 @@ pub fn ensure_demo_images(root: &Path) -> anyhow::Result<bool> {
     .context("registering the demo images")?;
     tracing::info!(images = report.registered, "demo images registered");
     Ok(true)
+}
+
+/// The id of the demo image HiPS, at `ROOT/hips/demo-images`.
+pub const DEMO_HIPS_ID: &str = "demo-images";
+
+/// Builds the image HiPS of the demo images (collection `demo`) at
+/// `ROOT/hips/demo-images`, once. The deepest order is fixed at 9 (M13's natural order; the
+/// 0.2″ UKIDSS pixels would ask for 12: 59 deepest tiles and 145 MB instead of 5 and 47 MB),
+/// which keeps the build under a second even in a debug build. A failure is logged and the
+/// demo goes on without the HiPS. Returns whether it built it.
+pub fn ensure_demo_hips(root: &Path) -> bool {
+    let out = root.join("hips").join(DEMO_HIPS_ID);
+    if out.join("properties").is_file() || !root.join(tessera_loader::obscore::REGISTRY).is_file() {
+        return false;
+    }
+    let mut opts = tessera_loader::hips::HipsBuildOptions::new(root, "demo", &out);
+    opts.order = Some(9);
+    opts.title = Some("Tessera demo images (DSS M13, UKIDSS Crab, a SIP test image)".into());
+    match tessera_loader::hips::build_image_hips(&opts) {
+        Ok(r) => {
+            tracing::info!(
+                tiles = r.tiles.iter().sum::<usize>(),
+                "demo image HiPS built in {:.1} s at {}",
+                r.seconds,
+                out.display()
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!("the demo image HiPS was not built: {e}");
+            false
+        }
+    }
 }
 
 fn tessera_storage_settings() -> tessera_loader::LeafSettings {

@@ -15,3 +15,4 @@ pub mod scs;
 pub mod sia;
 pub mod soda;
 pub mod tap;
+pub mod viewer;

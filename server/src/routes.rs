@@ -1,5 +1,6 @@
 //! Every HTTP route, declared in [`app`]. Handlers are thin: extract, ask the engine, render.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,12 +18,23 @@ use crate::tap::TapService;
 #[derive(Debug, Clone)]
 pub struct AppState {
     tap: Arc<TapService>,
+    /// The local Aladin Lite module of the viewer page (`config::aladin_lite_script`).
+    aladin_lite: Option<PathBuf>,
 }
 
 impl AppState {
     /// State over the TAP service (and through it the engine and the archive).
     pub fn new(tap: Arc<TapService>) -> AppState {
-        AppState { tap }
+        AppState {
+            tap,
+            aladin_lite: None,
+        }
+    }
+
+    /// The viewer serves Aladin Lite from this `aladin.js` (None: the page loads it from CDS).
+    pub fn with_aladin_lite(mut self, script: Option<PathBuf>) -> AppState {
+        self.aladin_lite = script;
+        self
     }
 
     fn archive(&self) -> &Archive {
@@ -43,6 +55,7 @@ pub fn app(state: AppState, extra: Router) -> Router {
         .merge(crate::sia::router(state.tap.clone()))
         .merge(crate::datalink::router(state.tap.clone()))
         .merge(crate::soda::router(state.tap.clone()))
+        .merge(crate::viewer::router(state.aladin_lite.clone()))
         .merge(extra)
         .fallback(not_found)
         .layer(middleware::from_fn(log_and_cors))
@@ -96,7 +109,9 @@ async fn home(State(s): State<AppState>) -> Html<String> {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tessera</title>\n\
          <style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}\
          td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>\n\
-         <h1>Tessera</h1>\n<p>Astronomical catalogs as HEALPix-partitioned Parquet (HATS).</p>\n",
+         <h1>Tessera</h1>\n<p>Astronomical catalogs as HEALPix-partitioned Parquet (HATS).</p>\n\
+         <p><a href=\"/viewer\">Sky viewer</a>: the image and catalogue HiPS of this server in \
+         Aladin Lite (<a href=\"/hips/list\">HiPS list</a>).</p>\n",
     );
     let cats = s.archive().catalogs();
     h.push_str(&format!("<h2>Catalogs ({})</h2>\n", cats.len()));
@@ -131,7 +146,9 @@ async fn home(State(s): State<AppState>) -> Html<String> {
         h.push_str("</table>\n");
     }
     h.push_str(
-        "<h2>Services</h2>\n<ul><li><a href=\"/health\">/health</a></li></ul>\n</body></html>\n",
+        "<h2>Services</h2>\n<ul><li><a href=\"/viewer\">/viewer</a> (sky viewer)</li>\
+         <li><a href=\"/hips/list\">/hips/list</a> (HiPS list)</li>\
+         <li><a href=\"/health\">/health</a></li></ul>\n</body></html>\n",
     );
     Html(h)
 }

@@ -61,15 +61,16 @@ fn parse_tile(body: &[u8], what: &str) -> Tile {
     }
 }
 
-fn tile_path(k: u8, n: u64) -> String {
-    format!("{HIPS}/Norder{k}/Dir{}/Npix{n}.tsv", n / 10000 * 10000)
+fn tile_path(hips: &str, k: u8, n: u64) -> String {
+    format!("{hips}/Norder{k}/Dir{}/Npix{n}.tsv", n / 10000 * 10000)
 }
 
-#[test]
-fn every_star_is_in_exactly_one_tile() {
-    let state = tempfile::tempdir().unwrap();
-    let srv = start(&[], state.path());
-    let (st, _, body) = http(&srv.addr, "GET", &format!("{HIPS}/properties"), None);
+/// Walks the whole tile tree of the Hipparcos HiPS at `hips` and checks it: every star in
+/// exactly one tile, Sirius at order 1, `Completeness` consistent with the tree, brighter
+/// stars never below fainter ones, the Allsky files equal to their orders' tiles. Returns
+/// the HIP numbers of every tile, in tile order.
+fn check_tree(addr: &str, hips: &str) -> HashMap<(u8, u64), Vec<i64>> {
+    let (st, _, body) = http(addr, "GET", &format!("{hips}/properties"), None);
     assert_eq!(st, 200);
     let p = props(&String::from_utf8(body).unwrap());
     let max_order: u8 = p["hips_order"].parse().unwrap();
@@ -85,8 +86,8 @@ fn every_star_is_in_exactly_one_tile() {
     for k in 1..=max_order + 1 {
         let mut next = Vec::new();
         for &n in &frontier {
-            let path = tile_path(k, n);
-            let (st, head, body) = http(&srv.addr, "GET", &path, None);
+            let path = tile_path(hips, k, n);
+            let (st, head, body) = http(addr, "GET", &path, None);
             requests += 1;
             if st == 404 {
                 assert!(!body.contains(&b'\t'), "{path}: a 404 body with a tab");
@@ -114,7 +115,7 @@ fn every_star_is_in_exactly_one_tile() {
     assert_eq!(seen.len(), ROWS, "stars found in the tiles");
     assert_eq!(seen[&SIRIUS].0, 1, "Sirius is not at order 1");
     eprintln!(
-        "{} tiles over orders 1..={max_order}, {requests} requests",
+        "{hips}: {} tiles over orders 1..={max_order}, {requests} requests",
         tiles.len()
     );
 
@@ -160,12 +161,7 @@ fn every_star_is_in_exactly_one_tile() {
 
     // The Allsky files are the order-1 and order-2 tiles, tile by tile.
     for k in [1u8, 2] {
-        let (st, head, body) = http(
-            &srv.addr,
-            "GET",
-            &format!("{HIPS}/Norder{k}/Allsky.tsv"),
-            None,
-        );
+        let (st, head, body) = http(addr, "GET", &format!("{hips}/Norder{k}/Allsky.tsv"), None);
         assert_eq!(st, 200);
         assert!(head.contains("content-type: text/tab-separated-values"));
         let a = parse_tile(&body, "Allsky");
@@ -185,6 +181,79 @@ fn every_star_is_in_exactly_one_tile() {
             assert_eq!(a.rows.len(), 48 * 60);
         }
     }
+    tiles
+        .into_iter()
+        .map(|(c, t)| (c, t.rows.into_iter().map(|r| r.0).collect()))
+        .collect()
+}
+
+#[test]
+fn every_star_is_in_exactly_one_tile() {
+    let state = tempfile::tempdir().unwrap();
+    let srv = start(&[], state.path());
+    check_tree(&srv.addr, HIPS);
+}
+
+/// The same catalogue loaded with partitions of orders 0 to 4 (`--pixel-threshold 1000`):
+/// `tessera load` writes the tile store (the tiles above a partition are computed from its
+/// candidates, see `hips::assign`), the server finds and serves it without building one, and
+/// every tile holds exactly the stars, in the same order, of the demo's single-order catalogue.
+#[test]
+fn partitioned_catalogue_gives_the_same_tiles() {
+    let root = tempfile::tempdir().unwrap();
+    let ds = common::repo_root().join("datasets/hipparcos");
+    let catalog = root.path().join("hipparcos/hip2");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("load")
+        .arg(ds.join("hip2.dat.zst"))
+        .args(["--format", "cds", "--readme"])
+        .arg(ds.join("ReadMe"))
+        .arg("--catalog")
+        .arg(&catalog)
+        .args(["--pixel-threshold", "1000", "--no-progress"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("HiPS tile store of 117955 rows"),
+        "{stdout}"
+    );
+    let parts = std::fs::read_to_string(catalog.join("partition_info.csv")).unwrap();
+    let orders: HashSet<&str> = parts
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert!(
+        orders.len() >= 2 && orders.contains("3"),
+        "orders {orders:?}"
+    );
+    let store = root.path().join(".tessera/hips/hipparcos.hip2");
+    assert!(store.join("tiles.idx").is_file() && store.join("meta.json").is_file());
+
+    let state = tempfile::tempdir().unwrap();
+    let srv = common::start_on(root.path(), &[], state.path());
+    let tiles = check_tree(&srv.addr, HIPS);
+    assert!(
+        !state.path().join("hips/hipparcos.hip2").exists(),
+        "the server built its own store instead of serving the loader's"
+    );
+
+    let demo_state = tempfile::tempdir().unwrap();
+    let demo = start(&[], demo_state.path());
+    let mut differ = 0;
+    for (&(k, n), hips) in &tiles {
+        let (st, _, body) = http(&demo.addr, "GET", &tile_path(HIPS, k, n), None);
+        assert_eq!(st, 200, "({k}, {n}) missing in the demo's HiPS");
+        let demo_hips: Vec<i64> = parse_tile(&body, "demo").rows.iter().map(|r| r.0).collect();
+        differ += usize::from(&demo_hips != hips);
+    }
+    assert_eq!(differ, 0, "{differ} of {} tiles differ", tiles.len());
 }
 
 #[test]

@@ -27,33 +27,42 @@
 //! columns; `Metadata.xml` describes them, with RA/Dec carrying `pos.eq.ra;meta.main` and
 //! `pos.eq.dec;meta.main`.
 //!
-//! **How it is built.** On the first request for a catalogue, its tile columns are read
-//! through the engine with one ADQL query, the rows rendered to TSV lines once, and the
-//! assignment computed and cached in memory for the life of the server. Catalogues with
-//! more than `tessera serve --hips-max-rows` rows (default 5,000,000) are refused with a 404 saying
-//! so: large catalogues need a loader-written companion index (rows sorted by HEALPix with
-//! their HiPS order, as CDS does), which is not built yet.
+//! **How it is built.** A catalogue's tiles live in an on-disk tile store
+//! ([`store`]: zstd-compressed tiles and a NUNIQ-sorted index, memory-mapped), built from the
+//! HATS partitions two at a time ([`build`], with the assignment rule computed per partition,
+//! [`assign`]), so any tile of a 100-million-row catalogue is a binary search and one small
+//! decompression, and no request ever scans the catalogue. `tessera load` builds the store
+//! after publishing a catalog (`ROOT/.tessera/hips/<schema>.<table>/`), and
+//! `tessera hips index` rebuilds it; a server that finds none (or one built from another
+//! version of the catalogue) builds it on the first request into its state directory
+//! (`<state dir>/hips/`), for catalogues of up to `tessera serve --hips-max-rows` rows
+//! (default 5,000,000); larger ones answer 404 naming the command to run.
 //!
-//! `Moc.fits` is the coverage of the rows at order `max(hips_order, 3)`, NUNIQ (§4.2).
+//! `Moc.fits` is the coverage of the rows at order `hips_order` clamped to 3…10, NUNIQ (§4.2).
 
-mod build;
+mod assign;
+pub(crate) mod build;
+pub(crate) mod files;
 mod moc;
+mod store;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use tessera_engine::CatalogInfo;
+use tessera_engine::{Catalog, CatalogInfo};
 use tokio::sync::OnceCell;
 
 use crate::tap::{TapService, request_origin};
-use build::Hierarchy;
+use store::Store as Hierarchy;
 
-/// Catalogues with more rows are not served as HiPS (default of `tessera serve --hips-max-rows`).
+/// Catalogues with more rows get no tile store built on the first request (default of
+/// `tessera serve --hips-max-rows`).
 pub const DEFAULT_MAX_ROWS: u64 = 5_000_000;
 
 type Slot = Arc<OnceCell<Result<Arc<Hierarchy>, String>>>;
@@ -63,6 +72,8 @@ type Slot = Arc<OnceCell<Result<Arc<Hierarchy>, String>>>;
 pub struct HipsService {
     svc: Arc<TapService>,
     max_rows: u64,
+    /// Where tile stores are built (`<state dir>/hips`).
+    hips_dir: PathBuf,
     cache: Mutex<HashMap<String, Slot>>,
 }
 
@@ -77,23 +88,56 @@ impl HipsService {
     }
 
     fn servable(&self, c: &CatalogInfo) -> Result<(), String> {
-        if c.ra_dec.0.is_none() || c.ra_dec.1.is_none() {
-            return Err(format!(
-                "catalog {} declares no position columns: no HiPS",
-                c.qualified_name()
-            ));
+        build::Source::of(c, None).map(|_| ())
+    }
+
+    /// Where a catalogue's tile store may be: the state directory's, then the data root's
+    /// (written by `tessera load`).
+    fn store_dirs(&self, name: &str) -> Vec<PathBuf> {
+        let mut v = vec![self.hips_dir.join(name)];
+        if let Some(root) = &self.svc.engine.archive().root().local_dir {
+            let d = root.join(".tessera").join("hips").join(name);
+            if !v.contains(&d) {
+                v.push(d);
+            }
+        }
+        v
+    }
+
+    async fn open_or_build(&self, c: &CatalogInfo) -> Result<Hierarchy, String> {
+        let name = c.qualified_name();
+        let src = build::Source::of(c, None)?;
+        let cat = Catalog::open(&c.location)
+            .await
+            .map_err(|e| format!("opening {name}: {e}"))?;
+        let fingerprint = src.fingerprint(&cat);
+        let dirs = self.store_dirs(&name);
+        for d in &dirs {
+            if let Some(s) = store::Store::open(d, &fingerprint)? {
+                return Ok(s);
+            }
         }
         if c.rows > self.max_rows {
             return Err(format!(
-                "catalog {} has {} rows, over this server's HiPS limit of {} \
-                 (tessera serve --hips-max-rows): large catalogues need the loader-written HiPS index, \
-                 which is not built yet",
-                c.qualified_name(),
-                c.rows,
-                self.max_rows
+                "catalog {name} has {} rows, over this server's limit for building its HiPS on \
+                 the first request ({}, tessera serve --hips-max-rows): build it with \
+                 `tessera hips index --data ROOT --catalog {name}`",
+                c.rows, self.max_rows
             ));
         }
-        Ok(())
+        let t = std::time::Instant::now();
+        let summary = build::build(c, None, &dirs[0]).await?;
+        tracing::info!(
+            catalog = %name,
+            rows = summary.rows,
+            tiles = summary.tiles,
+            hips_order = summary.max_order,
+            bytes = summary.bytes,
+            "HiPS tile store built in {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+        store::Store::open(&dirs[0], &fingerprint)?
+            .ok_or_else(|| format!("the HiPS tile store of {name} just built does not open"))
     }
 
     async fn hierarchy(&self, c: &CatalogInfo) -> Result<Arc<Hierarchy>, String> {
@@ -103,17 +147,9 @@ impl HipsService {
             m.entry(c.qualified_name()).or_default().clone()
         };
         slot.get_or_init(|| async {
-            let t = std::time::Instant::now();
-            let r = build::build(&self.svc, c).await;
-            match &r {
-                Ok(h) => tracing::info!(
-                    catalog = %c.qualified_name(),
-                    rows = h.rows(),
-                    hips_order = h.max_order,
-                    "HiPS hierarchy built in {:.2} s",
-                    t.elapsed().as_secs_f64()
-                ),
-                Err(e) => tracing::warn!(catalog = %c.qualified_name(), "HiPS: {e}"),
+            let r = self.open_or_build(c).await.map(Arc::new);
+            if let Err(e) = &r {
+                tracing::warn!(catalog = %c.qualified_name(), "HiPS: {e}");
             }
             r
         })
@@ -122,20 +158,59 @@ impl HipsService {
     }
 }
 
+/// The tile-store directory of catalog `schema.table` under a local data root, where
+/// `tessera load` and `tessera hips index` write it: `ROOT/.tessera/hips/<schema>.<table>`
+/// (the server's own default state directory is `ROOT/.tessera`, so it finds it there).
+pub fn root_store_dir(root: &std::path::Path, schema: &str, table: &str) -> PathBuf {
+    root.join(".tessera")
+        .join("hips")
+        .join(format!("{schema}.{table}"))
+}
+
+/// Builds the catalogue HiPS tile store of catalog `schema.table` at `location` into `dir`,
+/// replacing a previous one, with its rows ranked by column `rank` (default: the catalog's
+/// magnitude column, else a stable pseudo-random order); returns a one-line summary.
+pub async fn build_store(
+    location: &tessera_engine::Location,
+    schema: &str,
+    table: &str,
+    rank: Option<&str>,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let cat = Catalog::open(location).await?;
+    let info = CatalogInfo::describe(schema, table, &cat);
+    let t = std::time::Instant::now();
+    let s = build::build(&info, rank, dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("building the HiPS tile store of {schema}.{table}: {e}"))?;
+    Ok(format!(
+        "HiPS tile store of {} rows in {} tiles down to order {} ({:.1} MiB) written to {} in {:.2} s",
+        s.rows,
+        s.tiles,
+        s.max_order,
+        s.bytes as f64 / (1u64 << 20) as f64,
+        dir.display(),
+        t.elapsed().as_secs_f64()
+    ))
+}
+
 /// The `/hips` routes.
 pub fn router(svc: Arc<TapService>) -> axum::Router {
     let max_rows = svc.config.hips_max_rows;
+    let hips_dir = svc.config.hips_dir.clone();
     let state = Arc::new(HipsService {
         svc,
         max_rows,
+        hips_dir,
         cache: Mutex::new(HashMap::new()),
     });
     axum::Router::new()
         .route("/hips/list", get(list))
         .route("/hips/{name}", get(redirect))
-        .route("/hips/{name}/", get(index))
-        .route("/hips/{name}/{*path}", get(file))
+        .route("/hips/{name}/", get(index).head(files::head_index))
+        .route("/hips/{name}/{*path}", get(file).head(files::head))
         .with_state(state)
+        .layer(axum::middleware::map_response(files::cors))
 }
 
 /// A 404 with a short plain-text body without tabs (Aladin Lite reads 404 bodies as tiles).
@@ -221,15 +296,12 @@ fn properties(h: &Hierarchy, url: &str) -> String {
             "hips_builder",
             concat!("Tessera ", env!("CARGO_PKG_VERSION")).into(),
         ),
-        (
-            "moc_sky_fraction",
-            format!("{:.5}", moc::sky_fraction(&h.moc)),
-        ),
+        ("moc_sky_fraction", format!("{:.5}", h.sky_fraction)),
         ("hips_initial_ra", fmt(ra)),
         ("hips_initial_dec", fmt(dec)),
         ("hips_initial_fov", fmt(fov)),
     ];
-    let tiles: usize = (1..=h.max_order).map(|k| h.tile_count(k)).sum();
+    let tiles: u64 = (1..=h.max_order).map(|k| h.tile_count(k)).sum();
     p.push(("hips_nb_tiles", tiles.to_string()));
     let mut out = String::new();
     for (k, v) in p {
@@ -255,6 +327,16 @@ async fn list(State(s): State<Arc<HipsService>>, headers: HeaderMap) -> Response
             }
             Err(e) => tracing::warn!(catalog = %c.qualified_name(), "HiPS list: {e}"),
         }
+    }
+    // The image HiPS of ROOT/hips/ (files.rs); a catalogue of the same name shadows one.
+    let catalogs = s.svc.engine.archive().catalogs();
+    let shadowed = catalogs
+        .iter()
+        .map(|c| c.qualified_name().to_ascii_lowercase())
+        .collect();
+    for record in files::list_records(&s, &headers, shadowed).await {
+        out.push('\n');
+        out.push_str(&record);
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
 }
@@ -295,7 +377,13 @@ fn parse_tile(path: &str) -> Option<(u8, Option<u64>)> {
 
 async fn serve(s: &HipsService, name: &str, path: &str, headers: &HeaderMap) -> Response {
     let Some(c) = s.catalog(name) else {
-        return missing(&format!("no catalogue HiPS {name}; see /hips/list"));
+        // Not a catalogue: an image HiPS directory ROOT/hips/<name>/ (files.rs), if any.
+        if let Some(r) = files::serve(s, name, path, headers, true).await {
+            return r;
+        }
+        return missing(&format!(
+            "no catalogue or image HiPS {name}; see /hips/list"
+        ));
     };
     let h = match s.hierarchy(c).await {
         Ok(h) => h,
@@ -320,7 +408,7 @@ async fn serve(s: &HipsService, name: &str, path: &str, headers: &HeaderMap) -> 
             headers,
             tag("moc"),
             "application/fits",
-            moc::fits(h.moc_order, &h.moc),
+            h.moc_fits().to_vec(),
         ),
         "index.html" => send(
             headers,

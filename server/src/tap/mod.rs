@@ -33,6 +33,8 @@ pub struct TapConfig {
     pub upload: upload::UploadLimits,
     /// Catalogues with more rows get no catalogue HiPS (it is built in memory).
     pub hips_max_rows: u64,
+    /// Where catalogue HiPS tile stores are built on demand (`<state dir>/hips`).
+    pub hips_dir: PathBuf,
 }
 
 impl TapConfig {
@@ -52,9 +54,10 @@ impl TapConfig {
                 max_rows: 1_000_000,
                 max_tables: 8,
                 allow_urls: false,
-                spool_dir,
+                spool_dir: spool_dir.clone(),
             },
             hips_max_rows: crate::hips::DEFAULT_MAX_ROWS,
+            hips_dir: spool_dir.with_file_name("hips"),
         }
     }
 }

@@ -155,3 +155,79 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 pub(crate) fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// `tessera serve --data root` on a free port with its request log (`RUST_LOG=info`, no
+/// colours) written to `log`: one line per request, `GET /path STATUS … ms`.
+pub(crate) fn start_logged(root: &Path, args: &[&str], state: &Path, log: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .arg("serve")
+        .arg("--data")
+        .arg(root)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(u) = line.trim().strip_prefix("home:") {
+                let _ = tx.send(
+                    u.trim()
+                        .trim_start_matches("http://")
+                        .trim_end_matches('/')
+                        .to_string(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("server did not print its URL");
+    Server { child, addr }
+}
+
+/// One HTTP/1.1 request with extra request headers; returns status, headers (lower-case)
+/// and body (read to the server's close; empty for HEAD and 304).
+pub(crate) fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let mut body = resp[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+/// The value of a response header (lower-case name) in a head returned by [`http`].
+pub(crate) fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim())
+    })
+}
