@@ -72,8 +72,21 @@ pub(crate) fn start(args: &[&str], state: &Path) -> Server {
 
 /// `tessera serve --data root` on a free port.
 pub(crate) fn start_on(root: &Path, args: &[&str], state: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .env("RUST_LOG", "warn")
+    launch(root, args, state, None)
+}
+
+/// `tessera serve --data root --state-dir state ARGS` on a free port; its log goes to `log`
+/// (`RUST_LOG=info`, no colours) or nowhere (`RUST_LOG=warn`). Waits for the `home:` line.
+fn launch(root: &Path, args: &[&str], state: &Path, log: Option<&Path>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    match log {
+        Some(l) => cmd
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::fs::File::create(l).unwrap()),
+        None => cmd.env("RUST_LOG", "warn").stderr(Stdio::null()),
+    };
+    let mut child = cmd
         .arg("serve")
         .arg("--data")
         .arg(root)
@@ -82,7 +95,6 @@ pub(crate) fn start_on(root: &Path, args: &[&str], state: &Path) -> Server {
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -159,38 +171,7 @@ pub(crate) fn enc(s: &str) -> String {
 /// `tessera serve --data root` on a free port with its request log (`RUST_LOG=info`, no
 /// colours) written to `log`: one line per request, `GET /path STATUS … ms`.
 pub(crate) fn start_logged(root: &Path, args: &[&str], state: &Path, log: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .arg("serve")
-        .arg("--data")
-        .arg(root)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(u) = line.trim().strip_prefix("home:") {
-                let _ = tx.send(
-                    u.trim()
-                        .trim_start_matches("http://")
-                        .trim_end_matches('/')
-                        .to_string(),
-                );
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(300))
-        .expect("server did not print its URL");
-    Server { child, addr }
+    launch(root, args, state, Some(log))
 }
 
 /// One HTTP/1.1 request with extra request headers; returns status, headers (lower-case)

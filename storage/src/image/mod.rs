@@ -129,7 +129,7 @@ pub enum ImageError {
         /// What is wrong.
         message: String,
     },
-    /// The projection code is not implemented.
+    /// A projection code this reader does not support (the message lists those it does).
     #[error(
         "{}: HDU {hdu}: {keyword} = '{ctype}': unsupported projection {code} (supported: {})",
         file.display(),
